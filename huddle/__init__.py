@@ -1,0 +1,3 @@
+"""Huddle: real-time collaborative coding for any LSP editor, with streamed AI."""
+
+__version__ = "0.1.0"

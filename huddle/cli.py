@@ -1,0 +1,160 @@
+"""``huddle serve | invite | rooms``: the only module that wires the subpackages together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc
+from pydantic import ValidationError
+
+from huddle.collab.schema import file_texts
+from huddle.config import HuddleConfig
+from huddle.server import logs
+from huddle.server.auth import Role, TokenSigner
+from huddle.server.client import room_url
+from huddle.server.hub import ROOM_NAME, Hub
+from huddle.server.store import Database
+
+_TTL = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_ttl(text: str) -> timedelta:
+    match = _TTL.fullmatch(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"invalid ttl {text!r}: use e.g. 30m, 12h, 7d, 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_room(text: str) -> str:
+    if not ROOM_NAME.fullmatch(text) or ".." in text.split("/"):
+        raise argparse.ArgumentTypeError(f"invalid room name {text!r}")
+    return text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="huddle", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="where rooms and the signing key live")
+
+    serve = sub.add_parser("serve", help="run the hub")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    data_dir(serve)
+    serve.add_argument("--tls-cert", type=Path)
+    serve.add_argument("--tls-key", type=Path)
+    serve.add_argument("--log-format", choices=["text", "json"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    invite = sub.add_parser("invite", help="print a token and join link for a room")
+    invite.add_argument("room", type=parse_room)
+    invite.add_argument("--user", required=True)
+    invite.add_argument("--role", choices=[r.value for r in Role], default=Role.EDIT.value)
+    invite.add_argument("--ttl", type=parse_ttl, default=parse_ttl("7d"))
+    invite.add_argument("--url", help="the hub's public ws(s):// URL for the link")
+    data_dir(invite)
+
+    rooms = sub.add_parser("rooms", help="list stored rooms with file counts and sizes")
+    data_dir(rooms)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> HuddleConfig:
+    base = HuddleConfig()
+    hub: dict[str, Any] = base.hub.model_dump()
+    for field in ("host", "port", "data_dir", "tls_cert", "tls_key"):
+        value = getattr(args, field, None)
+        if value is not None:
+            hub[field] = value
+    if getattr(args, "url", None):
+        hub["public_url"] = args.url
+    top = base.model_dump()
+    for field in ("log_level", "log_format"):
+        if getattr(args, field, None):
+            top[field] = getattr(args, field)
+    top["hub"] = hub
+    return HuddleConfig.model_validate(top)
+
+
+def _serve(config: HuddleConfig) -> int:
+    logs.configure(config.log_level, config.log_format)
+
+    async def run() -> None:
+        async with Hub(config.hub) as hub:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, hub.stop)
+            print(f"huddle hub on {hub.url}  (data: {config.hub.data_dir})", flush=True)
+            await hub.serve_forever()
+
+    asyncio.run(run())
+    return 0
+
+
+def _invite(config: HuddleConfig, args: argparse.Namespace) -> int:
+    signer = TokenSigner.for_data_dir(config.hub.data_dir)
+    token = signer.issue(args.room, args.user, Role(args.role), args.ttl)
+    print(f"token: {token}")
+    print(f"join:  {room_url(config.hub.url(), args.room, token)}")
+    return 0
+
+
+def _rooms(config: HuddleConfig) -> int:
+    db_path = config.hub.data_dir
+    db = Database.in_dir(db_path)
+    try:
+        infos = db.rooms()
+        if not infos:
+            print(f"no rooms in {db_path}")
+            return 0
+        print(f"{'room':30} {'files':>5} {'bytes':>10}  last edit")
+        for info in infos:
+            record = db.load_room(info.name, create=False)
+            doc = Doc()
+            if record is not None:
+                for update in ([record.snapshot] if record.snapshot else []) + record.log:
+                    doc.apply_update(update)
+            texts = file_texts(doc)
+            size = sum(len(t.encode()) for t in texts.values())
+            last = "-" if info.last_update is None else _ago(info.last_update)
+            print(f"{info.name:30} {len(texts):>5} {size:>10}  {last}")
+    finally:
+        db.close()
+    return 0
+
+
+def _ago(ts: float) -> str:
+    import time
+
+    seconds = int(time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+    except ValidationError as exc:
+        print(f"huddle: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(config)
+    if args.command == "invite":
+        return _invite(config, args)
+    return _rooms(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

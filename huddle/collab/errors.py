@@ -1,0 +1,2 @@
+class CollabError(Exception):
+    """Base of every error raised by ``huddle.collab``."""

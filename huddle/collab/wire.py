@@ -1,0 +1,227 @@
+"""The y-websocket wire protocol (y-protocols sync + awareness), decoded strictly.
+
+pycrdt's own ``Decoder`` indexes past the end of truncated input (``IndexError``) and accepts
+trailing garbage; a hub facing untrusted peers needs every malformed frame to surface as one
+typed error, so this module re-implements the small codec with bounds checks.
+
+Frame layout (lib0 encoding): ``varuint message_type`` then a type-specific body:
+
+- ``0 SYNC``: ``varuint sub_type`` (0 step 1, 1 step 2, 2 update) then ``varbytes payload``
+- ``1 AWARENESS``: ``varbytes`` awareness update
+  (``varuint count`` then per client ``varuint id, varuint clock, varstring json_state``)
+- ``2 AUTH``: ``varuint 0`` (permission denied) then ``varstring reason`` (hub -> client only)
+- ``3 QUERY_AWARENESS``: no body
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from huddle.collab.errors import CollabError
+
+MAX_VARUINT_BYTES = 8  # 56 bits: lib0 numbers are at most 53 bits.
+
+
+class WireError(CollabError):
+    """A frame that does not follow the y-websocket protocol."""
+
+
+class MessageType(IntEnum):
+    SYNC = 0
+    AWARENESS = 1
+    AUTH = 2
+    QUERY_AWARENESS = 3
+
+
+class SyncType(IntEnum):
+    STEP1 = 0
+    STEP2 = 1
+    UPDATE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncUpdate:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessMessage:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwareness:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDenied:
+    reason: str
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | QueryAwareness | AuthDenied
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    state: dict[str, Any] | None  # None: the client left
+
+    @property
+    def removed(self) -> bool:
+        return self.state is None
+
+
+class _Reader:
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def varuint(self) -> int:
+        value = 0
+        shift = 0
+        for _ in range(MAX_VARUINT_BYTES):
+            if self._pos >= len(self._data):
+                raise WireError("truncated varuint")
+            byte = self._data[self._pos]
+            self._pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+        raise WireError("varuint longer than 8 bytes")
+
+    def varbytes(self) -> bytes:
+        length = self.varuint()
+        end = self._pos + length
+        if end > len(self._data):
+            raise WireError(f"length prefix {length} runs past the end of the frame")
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def varstring(self) -> str:
+        try:
+            return self.varbytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError("string is not valid UTF-8") from exc
+
+    def end(self) -> None:
+        if self._pos != len(self._data):
+            raise WireError(f"{len(self._data) - self._pos} trailing bytes after the message")
+
+
+def write_varuint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varuint must be non-negative")
+    out = bytearray()
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def write_varbytes(data: bytes) -> bytes:
+    return write_varuint(len(data)) + data
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one frame; raise ``WireError`` for anything that is not exactly one message."""
+    reader = _Reader(frame)
+    kind = reader.varuint()
+    message: Message
+    if kind == MessageType.SYNC:
+        sub = reader.varuint()
+        payload = reader.varbytes()
+        if sub == SyncType.STEP1:
+            message = SyncStep1(payload)
+        elif sub == SyncType.STEP2:
+            message = SyncStep2(payload)
+        elif sub == SyncType.UPDATE:
+            message = SyncUpdate(payload)
+        else:
+            raise WireError(f"unknown sync message type {sub}")
+    elif kind == MessageType.AWARENESS:
+        message = AwarenessMessage(reader.varbytes())
+    elif kind == MessageType.QUERY_AWARENESS:
+        message = QueryAwareness()
+    elif kind == MessageType.AUTH:
+        sub = reader.varuint()
+        if sub != 0:
+            raise WireError(f"unknown auth message type {sub}")
+        message = AuthDenied(reader.varstring())
+    else:
+        raise WireError(f"unknown message type {kind}")
+    reader.end()
+    return message
+
+
+def encode(message: Message) -> bytes:
+    match message:
+        case SyncStep1(state_vector):
+            return b"\x00\x00" + write_varbytes(state_vector)
+        case SyncStep2(update):
+            return b"\x00\x01" + write_varbytes(update)
+        case SyncUpdate(update):
+            return b"\x00\x02" + write_varbytes(update)
+        case AwarenessMessage(payload):
+            return b"\x01" + write_varbytes(payload)
+        case QueryAwareness():
+            return b"\x03"
+        case AuthDenied(reason):
+            return b"\x02\x00" + write_varbytes(reason.encode("utf-8"))
+    raise TypeError(f"not a wire message: {message!r}")
+
+
+def decode_awareness(payload: bytes, *, max_entries: int = 1024) -> list[AwarenessEntry]:
+    """Decode an awareness update; each state must be a JSON object or ``null``."""
+    reader = _Reader(payload)
+    count = reader.varuint()
+    if count > max_entries:
+        raise WireError(f"awareness update lists {count} clients (limit {max_entries})")
+    entries: list[AwarenessEntry] = []
+    for _ in range(count):
+        client_id = reader.varuint()
+        clock = reader.varuint()
+        raw = reader.varstring()
+        try:
+            state = json.loads(raw)
+        except ValueError as exc:
+            raise WireError("awareness state is not JSON") from exc
+        if state is not None and not isinstance(state, dict):
+            raise WireError("awareness state must be a JSON object or null")
+        entries.append(AwarenessEntry(client_id, clock, state))
+    reader.end()
+    return entries
+
+
+def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
+    parts = [write_varuint(len(entries))]
+    for entry in entries:
+        state = json.dumps(entry.state, separators=(",", ":"), ensure_ascii=False)
+        parts += [
+            write_varuint(entry.client_id),
+            write_varuint(entry.clock),
+            write_varbytes(state.encode("utf-8")),
+        ]
+    return b"".join(parts)
+
+
+EMPTY_UPDATE = b"\x00\x00"

@@ -1,0 +1,251 @@
+"""A y-websocket client that keeps a pycrdt ``Doc`` in sync with a hub room.
+
+It reconnects by itself (exponential backoff with full jitter) and resynchronises with the
+two-step sync on every connection, so edits made while offline merge on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pycrdt
+from pycrdt import Doc, Subscription, TransactionEvent
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from huddle.collab import wire
+
+log = logging.getLogger("huddle.client")
+
+AWARENESS_RENEW_SECONDS = 15.0  # y-protocols drops a state not renewed within 30 s
+
+
+class Status(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+
+def room_url(hub_url: str, room: str, token: str | None) -> str:
+    url = f"{hub_url.rstrip('/')}/{quote(room, safe='/')}"
+    return f"{url}?{urlencode({'token': token})}" if token else url
+
+
+class HubClient:
+    def __init__(
+        self,
+        hub_url: str,
+        room: str,
+        token: str | None,
+        doc: Doc | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        min_backoff: float = 0.1,
+        max_backoff: float = 10.0,
+        on_status: Callable[[Status, str], None] | None = None,
+        on_awareness: Callable[[dict[int, dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self.doc = doc if doc is not None else Doc()
+        self.url = room_url(hub_url, room, token)
+        self.room = room
+        self.status = Status.CONNECTING
+        self.status_reason = ""
+        self.read_only = False
+        self.synced = asyncio.Event()
+        self.peers: dict[int, dict[str, Any]] = {}
+        self._ssl = ssl_context
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._on_status = on_status
+        self._on_awareness = on_awareness
+        self._ws: ClientConnection | None = None
+        self._outbox: list[bytes] = []
+        self._outbox_ready = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._presence_dirty = False
+        self._applying_remote = False
+        self._local_state: dict[str, Any] | None = None
+        self._local_clock = 0
+        self._subscription: Subscription | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._status_changed = asyncio.Event()
+
+    async def __aenter__(self) -> HubClient:
+        self._subscription = self.doc.observe(self._on_local_update)
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"hub-client {self.room}"),
+            asyncio.create_task(self._renew_presence(), name="presence renewal"),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.flush()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+        self._set_status(Status.CLOSED, "")
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _set_status(self, status: Status, reason: str) -> None:
+        if (status, reason) == (self.status, self.status_reason):
+            return
+        self.status, self.status_reason = status, reason
+        self._status_changed.set()
+        self._status_changed = asyncio.Event()
+        if self._on_status is not None:
+            self._on_status(status, reason)
+
+    async def wait_status(self, *statuses: Status) -> Status:
+        while self.status not in statuses:
+            await self._status_changed.wait()
+        return self.status
+
+    async def flush(self) -> None:
+        """Return once every local update has been written to the hub (when connected)."""
+        while (self._outbox or self._presence_dirty) and self.status is Status.CONNECTED:
+            await self._flushed.wait()
+
+    # -- local changes -------------------------------------------------------------------
+
+    def _on_local_update(self, event: TransactionEvent) -> None:
+        if self._applying_remote:
+            return
+        self._outbox.append(event.update)
+        self._flushed.clear()
+        self._outbox_ready.set()
+
+    def _apply_remote(self, update: bytes) -> None:
+        self._applying_remote = True
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._applying_remote = False
+
+    def set_presence(self, state: dict[str, Any] | None) -> None:
+        self._local_state = state
+        self._local_clock += 1
+        self._send_presence()
+
+    def _send_presence(self) -> None:
+        self._presence_dirty = True
+        self._flushed.clear()
+        self._outbox_ready.set()
+
+    def _presence_frame(self) -> bytes:
+        entry = wire.AwarenessEntry(self.doc.client_id, self._local_clock, self._local_state)
+        return wire.encode(wire.AwarenessMessage(wire.encode_awareness([entry])))
+
+    async def _renew_presence(self) -> None:
+        while True:
+            await asyncio.sleep(AWARENESS_RENEW_SECONDS)
+            if self._local_state is not None:
+                self._local_clock += 1
+                self._send_presence()
+
+    # -- connection ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with connect(
+                    self.url, ssl=self._ssl, compression=None, max_size=None, open_timeout=10
+                ) as ws:
+                    attempt = 0
+                    await self._session(ws)
+            except ConnectionClosed as closed:
+                rcvd = closed.rcvd
+                if rcvd is not None and 4400 <= rcvd.code < 4500:  # see CloseCode.permanent
+                    self._set_status(Status.REJECTED, rcvd.reason)
+                    log.error("hub refused %s: %s", self.room, rcvd.reason)
+                    return
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                log.debug("cannot reach the hub: %s", exc)
+            except InvalidURI as exc:
+                self._set_status(Status.REJECTED, f"invalid hub URL: {exc}")
+                return
+            finally:
+                self._ws = None
+                self.synced.clear()
+            self._set_status(Status.RECONNECTING, "hub unreachable")
+            attempt += 1
+            ceiling = min(self._max_backoff, self._min_backoff * 2**attempt)
+            await asyncio.sleep(random.uniform(self._min_backoff / 2, ceiling))  # full jitter
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        # Anything queued is covered by the two-step sync below.
+        self._outbox.clear()
+        await ws.send(wire.encode(wire.SyncStep1(self.doc.get_state())))
+        self._set_status(Status.CONNECTED, "")
+        if self._local_state is not None:
+            self._send_presence()
+        sender = asyncio.create_task(self._drain_outbox(ws))
+        try:
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    await self._handle(ws, wire.decode(frame))
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+
+    async def _drain_outbox(self, ws: ClientConnection) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            if self._outbox:
+                batch, self._outbox = self._outbox, []
+                update = batch[0] if len(batch) == 1 else pycrdt.merge_updates(*batch)
+                await ws.send(wire.encode(wire.SyncUpdate(update)))
+            if self._presence_dirty:
+                self._presence_dirty = False
+                await ws.send(self._presence_frame())
+            if not self._outbox and not self._presence_dirty:
+                self._flushed.set()
+
+    async def _handle(self, ws: ClientConnection, message: wire.Message) -> None:
+        match message:
+            case wire.SyncStep1(state_vector):
+                await ws.send(wire.encode(wire.SyncStep2(self.doc.get_update(state_vector))))
+            case wire.SyncStep2(update):
+                self._apply_remote(update)
+                self.synced.set()
+            case wire.SyncUpdate(update):
+                self._apply_remote(update)
+            case wire.AwarenessMessage(payload):
+                for entry in wire.decode_awareness(payload):
+                    if entry.client_id == self.doc.client_id:
+                        continue
+                    if entry.state is None:
+                        self.peers.pop(entry.client_id, None)
+                    else:
+                        self.peers[entry.client_id] = entry.state
+                if self._on_awareness is not None:
+                    self._on_awareness(self.peers)
+            case wire.AuthDenied(reason):
+                self.read_only = True
+                log.warning("hub: %s", reason)
+            case wire.QueryAwareness():
+                if self._local_state is not None:
+                    self._send_presence()

@@ -1,0 +1,68 @@
+"""The hub's configuration: one nested model, every field defaulted and validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("huddle", appauthor=False))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_document_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_rooms: int = Field(1000, ge=1)
+    max_connections_per_room: int = Field(200, ge=1)
+    messages_per_second: float = Field(500.0, gt=0)
+    message_burst: int = Field(2000, ge=1)
+    max_send_buffer_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_pending_updates: int = Field(10_000, ge=1)
+    max_awareness_clients: int = Field(64, ge=1)
+
+
+class StoreConfig(_Strict):
+    compact_every: int = Field(1000, ge=1, description="stored updates between snapshots")
+    durability: Literal["normal", "full"] = Field(
+        "normal",
+        description="normal survives a killed hub; full also survives power loss (fsync)",
+    )
+    history_days: float = Field(30.0, gt=0, description="journal entries kept after compaction")
+    max_batch: int = Field(512, ge=1, description="updates committed together at most")
+
+
+class HubConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    public_url: str | None = Field(None, description="ws(s)://host:port used in invite links")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    room_idle_seconds: float = Field(30.0, ge=0)
+    ping_interval: float | None = Field(20.0, gt=0)
+    limits: Limits = Limits()
+    store: StoreConfig = StoreConfig()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.tls_cert else "ws"
+
+    def url(self, port: int | None = None) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"{self.scheme}://{host}:{port if port is not None else self.port}"

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one hub (its own registry, so several hubs can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rooms = Gauge("huddle_rooms", "Rooms loaded in memory", registry=r)
+        self.connections = Gauge("huddle_connections", "Open websocket connections", registry=r)
+        self.messages_in = Counter(
+            "huddle_messages_in", "Messages received", ["type"], registry=r
+        )
+        self.messages_out = Counter("huddle_messages_out", "Messages sent", registry=r)
+        self.bytes_in = Counter("huddle_bytes_in", "Bytes received", registry=r)
+        self.bytes_out = Counter("huddle_bytes_out", "Bytes sent", registry=r)
+        self.updates_stored = Counter("huddle_updates_stored", "Updates committed", registry=r)
+        self.store_latency = Histogram(
+            "huddle_store_commit_seconds",
+            "Time to commit one batch of updates",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),
+            registry=r,
+        )
+        self.rejected = Counter(
+            "huddle_connections_rejected", "Connections refused or closed", ["reason"], registry=r
+        )
+        self.dropped_updates = Counter(
+            "huddle_readonly_updates_dropped", "Updates dropped from read-only users", registry=r
+        )
+
+    def on_commit(self, seconds: float, count: int) -> None:
+        self.store_latency.observe(seconds)
+        self.updates_stored.inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,255 @@
+"""A room: one Y.Doc, its peers and their presence.
+
+An update from a peer is validated (decoded), committed to the store, and only then applied to
+the room's doc and relayed. So the doc that answers a joiner's sync step 1 holds committed
+updates only, and a hub killed at any instant has stored everything any peer was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import TracebackType
+
+import pycrdt
+from pycrdt import Doc
+from websockets.asyncio.server import ServerConnection, broadcast
+
+from huddle.collab import wire
+from huddle.server.auth import Grant
+from huddle.server.config import Limits
+from huddle.server.errors import CloseCode, ConnectionRejected
+from huddle.server.metrics import HubMetrics
+from huddle.server.presence import Presence
+from huddle.server.store import Pending, RoomRecord, Store
+
+log = logging.getLogger("huddle.room")
+
+_RO_NOTICE = "read-only: this token cannot change the document; updates are dropped"
+
+
+class TokenBucket:
+    __slots__ = ("_burst", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class Peer:
+    """One authenticated connection in a room."""
+
+    __slots__ = ("bucket", "grant", "label", "ro_noticed", "ws")
+
+    def __init__(self, ws: ServerConnection, grant: Grant, limits: Limits) -> None:
+        self.ws = ws
+        self.grant = grant
+        self.bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+        self.ro_noticed = False
+        self.label = f"{grant.user}@{ws.remote_address[0] if ws.remote_address else '?'}"
+
+
+class Room:
+    def __init__(
+        self,
+        record: RoomRecord,
+        store: Store,
+        limits: Limits,
+        compact_every: int,
+        metrics: HubMetrics,
+    ) -> None:
+        self.name = record.name
+        self.room_id = record.room_id
+        self.doc = Doc()
+        self.peers: set[Peer] = set()
+        self.presence = Presence()
+        self._store = store
+        self._limits = limits
+        self._compact_every = compact_every
+        self._metrics = metrics
+        self._next_seq = record.next_seq
+        self._committed_seq = record.next_seq - 1
+        self._snapshot_bytes = len(record.snapshot or b"")
+        self._log_bytes = sum(len(u) for u in record.log)
+        self._inflight_bytes = 0
+        self._since_compact = len(record.log)
+        self._inflight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._compaction: asyncio.Task[None] | None = None
+        for update in ([record.snapshot] if record.snapshot else []) + record.log:
+            try:
+                self.doc.apply_update(update)
+            except ValueError:
+                log.error("room %s: skipped a stored update that does not decode", self.name)
+
+    async def __aenter__(self) -> Room:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._drained.wait()
+        if self._compaction is not None:
+            await self._compaction
+        if self._since_compact:
+            await self._compact()
+
+    # -- peers ---------------------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        self.peers.add(peer)
+        self._send([peer], wire.encode(wire.SyncStep1(self.doc.get_state())))
+        states = self.presence.encode_all()
+        if states is not None:
+            self._send([peer], wire.encode(wire.AwarenessMessage(states)))
+
+    def leave(self, peer: Peer) -> None:
+        self.peers.discard(peer)
+        removal = self.presence.drop(peer)
+        if removal is not None:
+            self._send(self.peers, wire.encode(wire.AwarenessMessage(removal)))
+
+    def _send(self, peers: set[Peer] | list[Peer], frame: bytes) -> None:
+        """Write ``frame`` to every open peer now; a peer whose buffer is full is cut off."""
+        targets: list[ServerConnection] = []
+        for peer in peers:
+            transport = peer.ws.transport
+            if transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() > self._limits.max_send_buffer_bytes:
+                log.warning("room %s: %s is too slow, disconnecting", self.name, peer.label)
+                self._metrics.rejected.labels("slow_consumer").inc()
+                transport.abort()
+                continue
+            targets.append(peer.ws)
+        if targets:
+            broadcast(targets, frame)
+            self._metrics.messages_out.inc(len(targets))
+            self._metrics.bytes_out.inc(len(frame) * len(targets))
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def receive(self, peer: Peer, message: wire.Message) -> None:
+        match message:
+            case wire.SyncStep1(state_vector):
+                try:
+                    update = self.doc.get_update(state_vector)
+                except ValueError as exc:
+                    raise wire.WireError("sync step 1 carries an invalid state vector") from exc
+                self._send([peer], wire.encode(wire.SyncStep2(update)))
+            case wire.SyncStep2(update) | wire.SyncUpdate(update):
+                await self._receive_update(peer, update)
+            case wire.AwarenessMessage(payload):
+                entries = wire.decode_awareness(payload, max_entries=self._limits.max_awareness_clients)
+                accepted = self.presence.apply(peer, entries, self._limits.max_awareness_clients)
+                if accepted:
+                    relay = wire.encode(wire.AwarenessMessage(wire.encode_awareness(accepted)))
+                    self._send(self.peers - {peer}, relay)
+            case wire.QueryAwareness():
+                states = self.presence.encode_all()
+                if states is not None:
+                    self._send([peer], wire.encode(wire.AwarenessMessage(states)))
+            case wire.AuthDenied():
+                raise wire.WireError("auth messages only flow from the hub to clients")
+
+    async def _receive_update(self, peer: Peer, update: bytes) -> None:
+        if update == wire.EMPTY_UPDATE:
+            return
+        if not peer.grant.can_edit:
+            self._metrics.dropped_updates.inc()
+            log.info("room %s: dropped an update from read-only %s", self.name, peer.label)
+            if not peer.ro_noticed:
+                peer.ro_noticed = True
+                self._send([peer], wire.encode(wire.AuthDenied(_RO_NOTICE)))
+            return
+        try:
+            pycrdt.get_state(update)
+        except ValueError as exc:
+            raise wire.WireError(f"invalid update: {exc}") from exc
+        if self.size_bytes + len(update) > self._limits.max_document_bytes:
+            raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
+        self._inflight_bytes += len(update)
+        seq = self._next_seq
+        self._next_seq += 1
+        self._inflight += 1
+        self._drained.clear()
+        await self._store.append(
+            Pending(self, self.room_id, seq, peer.grant.user, update, sender=peer)
+        )
+
+    # -- CommitSink ----------------------------------------------------------------------
+
+    def committed(self, entries: list[Pending]) -> None:
+        updates = [e.update for e in entries]
+        merged = updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates)
+        try:
+            self.doc.apply_update(merged)
+        except ValueError:
+            for update in updates:  # isolate the one that does not integrate
+                try:
+                    self.doc.apply_update(update)
+                except ValueError:
+                    log.error("room %s: a committed update does not integrate", self.name)
+        senders = {id(e.sender) for e in entries}
+        skip = entries[0].sender if len(senders) == 1 else None
+        self._send([p for p in self.peers if p is not skip], wire.encode(wire.SyncUpdate(merged)))
+        self._committed_seq = entries[-1].seq
+        self._settle(entries, committed=True)
+        self._since_compact += len(entries)
+        if self._since_compact >= self._compact_every and self._compaction is None:
+            self._compaction = asyncio.create_task(self._compact(), name=f"compact {self.name}")
+
+    def failed(self, entries: list[Pending], error: Exception) -> None:
+        log.error("room %s: could not store %d updates: %s", self.name, len(entries), error)
+        for entry in entries:
+            sender = entry.sender
+            if isinstance(sender, Peer):  # it still holds its edits and re-sends them on reconnect
+                sender.ws.transport.abort()
+        self._settle(entries, committed=False)
+
+    def _settle(self, entries: list[Pending], *, committed: bool) -> None:
+        size = sum(len(e.update) for e in entries)
+        self._inflight_bytes -= size
+        if committed:
+            self._log_bytes += size
+        self._inflight -= len(entries)
+        if self._inflight == 0:
+            self._drained.set()
+
+    async def _compact(self) -> None:
+        covered, covered_bytes = self._since_compact, self._log_bytes
+        seq = self._committed_seq
+        state = self.doc.get_update()
+        try:
+            await self._store.compact(self.room_id, seq, state)
+            self._since_compact -= covered
+            self._log_bytes -= covered_bytes
+            self._snapshot_bytes = len(state)
+        except Exception:
+            log.exception("room %s: compaction failed", self.name)
+        finally:
+            self._compaction = None
+
+    @property
+    def size_bytes(self) -> int:
+        return self._snapshot_bytes + self._log_bytes + self._inflight_bytes
+
+    @property
+    def idle(self) -> bool:
+        return not self.peers and self._inflight == 0

@@ -1,0 +1,309 @@
+"""Durable rooms in SQLite: an append log of updates, periodic snapshots, an authorship journal.
+
+Every update is stored with the authenticated user and the server time (the journal). A
+snapshot records the merged state up to a sequence number; loading a room applies the latest
+snapshot and then the log after it. Compaction never deletes journal rows younger than
+``history_days``, so history queries keep working across snapshots.
+
+All SQLite work runs on one dedicated thread; appends are group-committed: whatever arrived
+while the previous transaction was committing goes into the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, TypeVar
+
+from huddle.server.config import StoreConfig
+from huddle.server.errors import StoreError
+
+DB_FILE = "huddle.sqlite3"
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS updates (
+    room_id INTEGER NOT NULL REFERENCES rooms(id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    user TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS updates_by_time ON updates (room_id, ts);
+CREATE TABLE IF NOT EXISTS snapshots (
+    room_id INTEGER PRIMARY KEY REFERENCES rooms(id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    state BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One stored update: who sent it and when (server time, seconds since the epoch)."""
+
+    seq: int
+    ts: float
+    user: str
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    room_id: int
+    name: str
+    snapshot: bytes | None
+    log: list[bytes]
+    next_seq: int
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.snapshot or b"") + sum(len(u) for u in self.log)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    name: str
+    created: float
+    updates: int
+    last_update: float | None
+
+
+class CommitSink(Protocol):
+    def committed(self, entries: list[Pending]) -> None: ...
+
+    def failed(self, entries: list[Pending], error: Exception) -> None: ...
+
+
+@dataclass(slots=True)
+class Pending:
+    sink: CommitSink
+    room_id: int
+    seq: int
+    user: str
+    update: bytes
+    sender: object = None
+    ts: float = field(default_factory=time.time)
+
+
+class Database:
+    """Synchronous access; used from the store's thread and directly by the CLI."""
+
+    def __init__(self, path: Path, durability: str = "normal") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path, durability: str = "normal") -> Database:
+        return cls(data_dir / DB_FILE, durability)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def room_count(self) -> int:
+        row = self._conn.execute("SELECT count(*) FROM rooms").fetchone()
+        return int(row[0])
+
+    def room_id(self, name: str) -> int | None:
+        row = self._conn.execute("SELECT id FROM rooms WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def load_room(self, name: str, *, create: bool) -> RoomRecord | None:
+        room_id = self.room_id(name)
+        if room_id is None:
+            if not create:
+                return None
+            cur = self._conn.execute(
+                "INSERT INTO rooms (name, created) VALUES (?, ?)", (name, time.time())
+            )
+            assert cur.lastrowid is not None
+            return RoomRecord(cur.lastrowid, name, None, [], 1)
+        snap = self._conn.execute(
+            "SELECT seq, state FROM snapshots WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        snap_seq, snapshot = (0, None) if snap is None else (int(snap[0]), bytes(snap[1]))
+        rows = self._conn.execute(
+            "SELECT seq, data FROM updates WHERE room_id = ? AND seq > ? ORDER BY seq",
+            (room_id, snap_seq),
+        ).fetchall()
+        last = self._conn.execute(
+            "SELECT max(seq) FROM updates WHERE room_id = ?", (room_id,)
+        ).fetchone()[0]
+        next_seq = max(snap_seq, int(last or 0)) + 1
+        return RoomRecord(room_id, name, snapshot, [bytes(r[1]) for r in rows], next_seq)
+
+    def append(self, entries: Sequence[Pending]) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT INTO updates (room_id, seq, ts, user, data) VALUES (?, ?, ?, ?, ?)",
+                [(e.room_id, e.seq, e.ts, e.user, e.update) for e in entries],
+            )
+
+    def compact(self, room_id: int, seq: int, state: bytes, keep_after: float) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute(
+                "INSERT INTO snapshots (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (room_id) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, "
+                "state = excluded.state",
+                (room_id, seq, time.time(), state),
+            )
+            self._conn.execute(
+                "DELETE FROM updates WHERE room_id = ? AND seq <= ? AND ts < ?",
+                (room_id, seq, keep_after),
+            )
+
+    def journal(
+        self,
+        room: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+    ) -> list[JournalEntry]:
+        """Stored updates of ``room`` in commit order, filtered by time and author."""
+        sql = (
+            "SELECT u.seq, u.ts, u.user, u.data FROM updates u JOIN rooms r ON r.id = u.room_id "
+            "WHERE r.name = ?"
+        )
+        args: list[object] = [room]
+        if since is not None:
+            sql += " AND u.ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND u.ts < ?"
+            args.append(until)
+        if user is not None:
+            sql += " AND u.user = ?"
+            args.append(user)
+        rows = self._conn.execute(sql + " ORDER BY u.seq", args).fetchall()
+        return [JournalEntry(int(s), float(t), str(u), bytes(d)) for s, t, u, d in rows]
+
+    def rooms(self) -> list[RoomInfo]:
+        rows = self._conn.execute(
+            "SELECT r.name, r.created, count(u.seq), max(u.ts) FROM rooms r "
+            "LEFT JOIN updates u ON u.room_id = r.id GROUP BY r.id ORDER BY r.name"
+        ).fetchall()
+        return [RoomInfo(str(n), float(c), int(k), None if t is None else float(t)) for n, c, k, t in rows]
+
+
+class Store:
+    """The async face of ``Database``: one DB thread, group commit, bounded backlog."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config: StoreConfig,
+        max_pending: int,
+        on_commit_seconds: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self._data_dir = data_dir
+        self._config = config
+        self._max_pending = max_pending
+        self._on_commit_seconds = on_commit_seconds
+        self._pending: deque[Pending] = deque()
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huddle-store")
+        self._db: Database | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> Store:
+        self._db = await self._run(
+            lambda: Database.in_dir(self._data_dir, self._config.durability)
+        )
+        self._writer = asyncio.create_task(self._write_loop(), name="huddle-store-writer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+        if self._db is not None:
+            await self._run(self._db.close)
+        self._executor.shutdown(wait=True)
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def call(self, fn: Callable[[Database], T]) -> T:
+        """Run ``fn`` on the DB thread (serialised with commits)."""
+        db = self.db
+        return await self._run(lambda: fn(db))
+
+    async def append(self, entry: Pending) -> None:
+        """Enqueue an update; ``entry.sink`` hears of it once it is committed (or failed)."""
+        while len(self._pending) >= self._max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self._pending.append(entry)
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        db = self.db
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._pending.popleft() for _ in range(min(len(self._pending), self._config.max_batch))]
+            self._space.set()
+            started = time.perf_counter()
+            try:
+                await self._run(lambda b=batch: db.append(b))  # type: ignore[misc]
+            except Exception as exc:  # disk full, I/O error: the senders must hear of it
+                self._dispatch(batch, exc)
+                continue
+            if self._on_commit_seconds is not None:
+                self._on_commit_seconds(time.perf_counter() - started, len(batch))
+            self._dispatch(batch, None)
+
+    @staticmethod
+    def _dispatch(batch: list[Pending], error: Exception | None) -> None:
+        by_sink: dict[int, tuple[CommitSink, list[Pending]]] = {}
+        for entry in batch:
+            by_sink.setdefault(id(entry.sink), (entry.sink, []))[1].append(entry)
+        for sink, entries in by_sink.values():
+            if error is None:
+                sink.committed(entries)
+            else:
+                sink.failed(entries, error)
+
+    async def compact(self, room_id: int, seq: int, state: bytes) -> None:
+        keep_after = time.time() - self._config.history_days * 86400
+        await self.call(lambda db: db.compact(room_id, seq, state, keep_after))

@@ -1,0 +1,159 @@
+"""Real peers for tests: the hub in-process or as a subprocess, and stock Node Yjs clients."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from huddle.server.auth import Role, TokenSigner
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_CLIENT = ROOT / "tests" / "node" / "yclient.mjs"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    timeout: float = 15.0,
+    what: str = "condition",
+) -> None:
+    """Re-check ``check`` until it holds; fail after ``timeout`` seconds (a bound, not a guess)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def token(data_dir: Path, room: str, user: str, role: str = "edit", ttl: float = 3600) -> str:
+    return TokenSigner.for_data_dir(data_dir).issue(room, user, Role(role), timedelta(seconds=ttl))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class HubProcess:
+    """``huddle serve`` as a real subprocess, so a test can SIGKILL it."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra = extra
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.stderr_path = data_dir / f"hub-{self.port}.log"
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stderr = self.stderr_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "huddle.cli", "serve",
+            "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra,
+            stdout=asyncio.subprocess.PIPE, stderr=self._stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        if b"huddle hub on" not in line:
+            raise RuntimeError(f"hub did not start: {line!r}\n{self.log()}")
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    async def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = await self.proc.wait()
+        self._stderr.close()
+        return code
+
+    async def __aenter__(self) -> HubProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            await self.kill(signal.SIGTERM)
+
+
+class NodeClient:
+    """A stock ``yjs`` + ``y-websocket`` client in its own Node process (tests/node/yclient.mjs)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, url: str, room: str, token: str | None) -> None:
+        self.args = [url, room] + ([token] if token else [])
+        self.events: list[dict[str, Any]] = []
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._event_added = asyncio.Event()
+
+    async def __aenter__(self) -> NodeClient:
+        self.proc = await asyncio.create_subprocess_exec(
+            "node", str(NODE_CLIENT), *self.args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self._reader.cancel()
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            msg = json.loads(raw)
+            if "id" in msg:
+                self._replies.pop(msg["id"]).set_result(msg)
+            else:
+                self.events.append(msg)
+                self._event_added.set()
+
+    async def request(self, op: str, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        msg_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[msg_id] = future
+        self.proc.stdin.write(json.dumps({"id": msg_id, "op": op, **args}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        reply = await asyncio.wait_for(future, 15)
+        if not reply["ok"]:
+            raise AssertionError(f"node client {op} failed: {reply['error']}")
+        return reply
+
+    async def wait_event(self, name: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+        async def found() -> dict[str, Any]:
+            while True:
+                for event in self.events:
+                    if event["event"] == name and all(event.get(k) == v for k, v in fields.items()):
+                        return event
+                self._event_added.clear()
+                await self._event_added.wait()
+
+        return await asyncio.wait_for(found(), timeout)
+
+    async def files(self) -> dict[str, str]:
+        return dict((await self.request("get"))["files"])
