@@ -119,7 +119,7 @@ def _rooms(config: HuddleConfig) -> int:
         print(f"{'room':30} {'files':>5} {'bytes':>10}  last edit")
         for info in infos:
             record = db.load_room(info.name, create=False)
-            doc = Doc()
+            doc: Doc[Any] = Doc()
             if record is not None:
                 for update in ([record.snapshot] if record.snapshot else []) + record.log:
                     doc.apply_update(update)

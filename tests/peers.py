@@ -41,6 +41,24 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+async def close_of(url: str, *frames: bytes | str, **kw: Any) -> tuple[int, str]:
+    """Connect, send ``frames``, and return the (code, reason) the hub closed with."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    ws = await connect(url, **kw)
+    try:
+        for frame in frames:
+            await ws.send(frame)
+        while True:
+            await asyncio.wait_for(ws.recv(), 15)
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None, "the hub closed without a close frame"
+        return closed.rcvd.code, closed.rcvd.reason
+    finally:
+        await ws.close()
+
+
 def token(data_dir: Path, room: str, user: str, role: str = "edit", ttl: float = 3600) -> str:
     return TokenSigner.for_data_dir(data_dir).issue(room, user, Role(role), timedelta(seconds=ttl))
 
@@ -54,7 +72,14 @@ def free_port() -> int:
 class HubProcess:
     """``huddle serve`` as a real subprocess, so a test can SIGKILL it."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *extra: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = env or {}
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra = extra
@@ -66,10 +91,18 @@ class HubProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = self.stderr_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "huddle.cli", "serve",
-            "--port", str(self.port), "--data-dir", str(self.data_dir), *self.extra,
-            stdout=asyncio.subprocess.PIPE, stderr=self._stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            sys.executable,
+            "-m",
+            "huddle.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
@@ -108,8 +141,11 @@ class NodeClient:
 
     async def __aenter__(self) -> NodeClient:
         self.proc = await asyncio.create_subprocess_exec(
-            "node", str(NODE_CLIENT), *self.args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            "node",
+            str(NODE_CLIENT),
+            *self.args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
         return self

@@ -7,16 +7,19 @@ From Yjs: ``doc.getMap("files").get("src/app.py").toString()``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pycrdt import Doc, Map, Text
 
 FILES = "files"
 
 
-def files(doc: Doc) -> Map[Text]:
-    return doc.get(FILES, type=Map)
+def files(doc: Doc[Any]) -> Map[Text]:
+    root: Map[Text] = doc.get(FILES, type=Map)
+    return root
 
 
-def file_texts(doc: Doc) -> dict[str, str]:
+def file_texts(doc: Doc[Any]) -> dict[str, str]:
     """Every file of the room as plain text, keyed by path."""
     result: dict[str, str] = {}
     for path, value in files(doc).items():

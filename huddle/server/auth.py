@@ -92,11 +92,13 @@ class TokenSigner:
         except jwt.InvalidTokenError:
             raise AuthError(CloseCode.UNAUTHORIZED, "token is malformed") from None
         try:
-            grant = Grant(
-                room=claims.get("room"),
-                user=claims.get("sub"),
-                role=claims.get("role"),
-                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            grant = Grant.model_validate(
+                {
+                    "room": claims.get("room"),
+                    "user": claims.get("sub"),
+                    "role": claims.get("role"),
+                    "expires_at": datetime.fromtimestamp(claims["exp"], UTC),
+                }
             )
         except ValidationError:
             raise AuthError(CloseCode.UNAUTHORIZED, "token claims are malformed") from None

@@ -47,7 +47,7 @@ class HubClient:
         hub_url: str,
         room: str,
         token: str | None,
-        doc: Doc | None = None,
+        doc: Doc[Any] | None = None,
         *,
         ssl_context: ssl.SSLContext | None = None,
         min_backoff: float = 0.1,
@@ -55,7 +55,7 @@ class HubClient:
         on_status: Callable[[Status, str], None] | None = None,
         on_awareness: Callable[[dict[int, dict[str, Any]]], None] | None = None,
     ) -> None:
-        self.doc = doc if doc is not None else Doc()
+        self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.url = room_url(hub_url, room, token)
         self.room = room
         self.status = Status.CONNECTING
@@ -208,7 +208,7 @@ class HubClient:
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
-        raise ConnectionClosed(ws.close_rcvd, ws.close_sent)
+        raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
 
     async def _drain_outbox(self, ws: ClientConnection) -> None:
         while True:

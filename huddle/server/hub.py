@@ -160,7 +160,11 @@ class Hub:
                 if record is None:
                     raise ConnectionRejected(CloseCode.SERVER_BUSY, "room limit reached")
                 room = Room(
-                    record, self.store, self.config.limits, self.config.store.compact_every, self.metrics
+                    record,
+                    self.store,
+                    self.config.limits,
+                    self.config.store.compact_every,
+                    self.metrics,
                 )
                 await room.__aenter__()
                 self._rooms[name] = room
@@ -234,5 +238,6 @@ class Hub:
                 counters.messages_in.labels(type(message).__name__).inc()
                 await room.receive(peer, message)
             except wire.WireError as exc:
-                raise ConnectionRejected(CloseCode.BAD_MESSAGE, f"malformed message: {exc}") from exc
-
+                raise ConnectionRejected(
+                    CloseCode.BAD_MESSAGE, f"malformed message: {exc}"
+                ) from exc

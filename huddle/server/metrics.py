@@ -11,9 +11,7 @@ class HubMetrics:
         r = self.registry
         self.rooms = Gauge("huddle_rooms", "Rooms loaded in memory", registry=r)
         self.connections = Gauge("huddle_connections", "Open websocket connections", registry=r)
-        self.messages_in = Counter(
-            "huddle_messages_in", "Messages received", ["type"], registry=r
-        )
+        self.messages_in = Counter("huddle_messages_in", "Messages received", ["type"], registry=r)
         self.messages_out = Counter("huddle_messages_out", "Messages sent", registry=r)
         self.bytes_in = Counter("huddle_bytes_in", "Bytes received", registry=r)
         self.bytes_out = Counter("huddle_bytes_out", "Bytes sent", registry=r)

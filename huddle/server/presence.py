@@ -19,7 +19,9 @@ class Presence:
     def __init__(self) -> None:
         self._clients: dict[int, _State] = {}
 
-    def apply(self, owner: object, entries: list[AwarenessEntry], limit: int) -> list[AwarenessEntry]:
+    def apply(
+        self, owner: object, entries: list[AwarenessEntry], limit: int
+    ) -> list[AwarenessEntry]:
         """Accept the entries that are newer than what the hub holds and that ``owner`` may set.
 
         A connection owns the client ids it introduced; it cannot overwrite or remove another
@@ -34,9 +36,7 @@ class Presence:
                 owned = sum(1 for s in self._clients.values() if s.owner is owner)
                 if owned >= limit:
                     continue
-            elif known.owner is not owner or entry.clock < known.clock:
-                continue
-            elif entry.clock == known.clock and not (entry.state is None and known.state is not None):
+            elif known.owner is not owner or not _newer(entry, known):
                 continue
             if entry.state is None:
                 self._clients.pop(entry.client_id, None)
@@ -57,3 +57,10 @@ class Presence:
 
     def states(self) -> dict[int, dict[str, Any]]:
         return {cid: s.state for cid, s in self._clients.items() if s.state is not None}
+
+
+def _newer(entry: AwarenessEntry, known: _State) -> bool:
+    """y-protocols' rule: a higher clock wins; at an equal clock only a removal of a live state."""
+    if entry.clock != known.clock:
+        return entry.clock > known.clock
+    return entry.state is None and known.state is not None

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from types import TracebackType
+from typing import Any
 
 import pycrdt
 from pycrdt import Doc
@@ -72,7 +73,7 @@ class Room:
     ) -> None:
         self.name = record.name
         self.room_id = record.room_id
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.peers: set[Peer] = set()
         self.presence = Presence()
         self._store = store
@@ -156,7 +157,9 @@ class Room:
             case wire.SyncStep2(update) | wire.SyncUpdate(update):
                 await self._receive_update(peer, update)
             case wire.AwarenessMessage(payload):
-                entries = wire.decode_awareness(payload, max_entries=self._limits.max_awareness_clients)
+                entries = wire.decode_awareness(
+                    payload, max_entries=self._limits.max_awareness_clients
+                )
                 accepted = self.presence.apply(peer, entries, self._limits.max_awareness_clients)
                 if accepted:
                     relay = wire.encode(wire.AwarenessMessage(wire.encode_awareness(accepted)))

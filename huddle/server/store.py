@@ -203,7 +203,10 @@ class Database:
             "SELECT r.name, r.created, count(u.seq), max(u.ts) FROM rooms r "
             "LEFT JOIN updates u ON u.room_id = r.id GROUP BY r.id ORDER BY r.name"
         ).fetchall()
-        return [RoomInfo(str(n), float(c), int(k), None if t is None else float(t)) for n, c, k, t in rows]
+        return [
+            RoomInfo(str(n), float(c), int(k), None if t is None else float(t))
+            for n, c, k, t in rows
+        ]
 
 
 class Store:
@@ -230,9 +233,7 @@ class Store:
         self._closing = False
 
     async def __aenter__(self) -> Store:
-        self._db = await self._run(
-            lambda: Database.in_dir(self._data_dir, self._config.durability)
-        )
+        self._db = await self._run(lambda: Database.in_dir(self._data_dir, self._config.durability))
         self._writer = asyncio.create_task(self._write_loop(), name="huddle-store-writer")
         return self
 
@@ -281,7 +282,10 @@ class Store:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), self._config.max_batch))]
+            batch = [
+                self._pending.popleft()
+                for _ in range(min(len(self._pending), self._config.max_batch))
+            ]
             self._space.set()
             started = time.perf_counter()
             try:

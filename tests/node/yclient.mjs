@@ -33,12 +33,13 @@ const ALPHABET = ['a', 'b', 'c', ' ', '\n', 'é', 'ß', '中', '😀', '👩‍�
 const ops = {
   insert: ({ file, index, text: s }) => { text(file).insert(index, s) },
   delete: ({ file, index, length }) => { text(file).delete(index, length) },
-  random: ({ file, count, seed }) => {
+  random: ({ file, count, seed, deleteRatio = 0.3 }) => {
     const r = rng(seed)
+    let inserted = 0
     for (let i = 0; i < count; i++) {
       const t = text(file)
       const len = t.length
-      if (len > 0 && r() < 0.3) {
+      if (len > 0 && r() < deleteRatio) {
         // delete whole code points only: Yjs indexes UTF-16 code units
         const s = t.toString()
         const cps = Array.from(s)
@@ -49,9 +50,12 @@ const ops = {
         const s = t.toString()
         const cps = Array.from(s)
         const at = Math.floor(r() * (cps.length + 1))
-        t.insert(cps.slice(0, at).join('').length, ALPHABET[Math.floor(r() * ALPHABET.length)])
+        const piece = ALPHABET[Math.floor(r() * ALPHABET.length)]
+        t.insert(cps.slice(0, at).join('').length, piece)
+        inserted += Array.from(piece).length
       }
     }
+    return { inserted }
   },
   get: () => ({ files: Object.fromEntries(Array.from(files.entries()).map(([k, v]) => [k, v.toString()])) }),
   awareness: ({ state }) => { provider.awareness.setLocalState(state) },

@@ -1,0 +1,134 @@
+"""Nobody joins without a valid token; read-only means read-only; tokens never reach logs."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+
+import jwt
+import pytest
+from pycrdt import Doc, Text
+from websockets.asyncio.client import connect
+
+from huddle.collab import wire
+from huddle.collab.schema import file_texts, files
+from huddle.server.auth import KEY_FILE
+from huddle.server.client import HubClient, Status
+from huddle.server.hub import Hub
+from huddle.server.store import Database
+from tests.peers import HubProcess, NodeClient, close_of, eventually, token
+
+ROOM = "acme/app"
+
+
+def _forged(data_dir: Path) -> str:
+    good = token(data_dir, ROOM, "mallory")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    return jwt.encode(claims, b"not the hub's key, but long enough", algorithm="HS256")
+
+
+def _update(content: str) -> bytes:
+    doc = Doc()
+    files(doc)["evil.txt"] = Text(content)
+    return doc.get_update()
+
+
+@pytest.mark.parametrize(
+    ("make_token", "code", "reason"),
+    [
+        (lambda d: None, 4401, "missing token"),
+        (lambda d: "not-a-jwt", 4401, "token is malformed"),
+        (_forged, 4401, "token signature is invalid"),
+        (lambda d: token(d, ROOM, "old", ttl=-10), 4401, "token expired"),
+        (lambda d: token(d, "acme/other", "eve"), 4403, "token is for another room"),
+    ],
+    ids=["missing", "malformed", "bad-signature", "expired", "wrong-room"],
+)
+async def test_bad_tokens_are_refused_and_nothing_applied(
+    hub: Hub, data_dir: Path, make_token: object, code: int, reason: str
+) -> None:
+    tok = make_token(data_dir)  # type: ignore[operator]
+    url = f"{hub.url}/{ROOM}" + (f"?token={tok}" if tok else "")
+    # The client speaks first, as a y-websocket client does; none of it may be applied.
+    assert await close_of(url, wire.encode(wire.SyncUpdate(_update("owned")))) == (code, reason)
+    assert hub.room(ROOM) is None or file_texts(hub.room(ROOM).doc) == {}  # type: ignore[union-attr]
+    journal = await hub.store.call(lambda db: db.journal(ROOM))
+    assert journal == []
+
+
+async def test_node_client_is_told_why_and_stops_retrying(hub: Hub, data_dir: Path) -> None:
+    async with NodeClient(hub.url, ROOM, token(data_dir, ROOM, "late", ttl=-1)) as node:
+        closed = await node.wait_event("closed")
+    assert (closed["code"], closed["reason"]) == (4401, "token expired")
+
+
+async def test_python_client_reports_rejection(hub: Hub, data_dir: Path) -> None:
+    async with HubClient(hub.url, ROOM, "garbage") as client:
+        assert await asyncio.wait_for(client.wait_status(Status.REJECTED), 10) is Status.REJECTED
+        assert client.status_reason == "token is malformed"
+
+
+async def test_read_only_client_receives_but_cannot_write(hub: Hub, data_dir: Path) -> None:
+    async with (
+        HubClient(hub.url, ROOM, token(data_dir, ROOM, "ed")) as editor,
+        NodeClient(hub.url, ROOM, token(data_dir, ROOM, "ro-node", role="read")) as reader,
+        HubClient(hub.url, ROOM, token(data_dir, ROOM, "ro-py", role="read")) as py_reader,
+    ):
+        await reader.wait_event("synced")
+        await asyncio.wait_for(py_reader.synced.wait(), 10)
+        files(editor.doc)["a.txt"] = Text("shared")
+        await eventually(lambda: file_texts(py_reader.doc) == {"a.txt": "shared"}, what="reader")
+
+        # Both read-only clients try to write; the hub drops it and tells the Python one why.
+        await reader.request("insert", file="a.txt", index=0, text="NODE WAS HERE ")
+        await reader.request("insert", file="b.txt", index=0, text="new file")
+        ro_text = files(py_reader.doc)["a.txt"]
+        assert isinstance(ro_text, Text)
+        ro_text.insert(0, "PY WAS HERE ")
+        await eventually(lambda: py_reader.read_only, what="read-only notice")
+
+        # The editor keeps writing and the readers keep receiving.
+        text = files(editor.doc)["a.txt"]
+        assert isinstance(text, Text)
+        text.insert(len(text), " and more")
+
+        async def reader_caught_up() -> bool:
+            return "and more" in (await reader.files()).get("a.txt", "")
+
+        await eventually(reader_caught_up, what="read-only node receives later edits")
+        room = hub.room(ROOM)
+        assert room is not None
+        await eventually(lambda: "and more" in file_texts(room.doc)["a.txt"], what="hub copy")
+        assert file_texts(room.doc) == {"a.txt": "shared and more"}
+        assert file_texts(editor.doc) == {"a.txt": "shared and more"}
+        assert hub.metrics.dropped_updates._value.get() >= 3
+        journal = await hub.store.call(lambda db: db.journal(ROOM))
+        assert {entry.user for entry in journal} == {"ed"}
+
+
+async def test_signing_key_is_private(hub: Hub, data_dir: Path) -> None:
+    mode = stat.S_IMODE((data_dir / KEY_FILE).stat().st_mode)
+    assert mode == 0o600
+
+
+async def test_tokens_never_reach_the_logs(tmp_path: Path) -> None:
+    data_dir = tmp_path / "hub"
+    good = token(data_dir, ROOM, "ann")
+    expired = token(data_dir, ROOM, "ann", ttl=-5)
+    async with HubProcess(data_dir, None, "--log-level", "debug", "--log-format", "json") as proc:
+        async with HubClient(proc.url, ROOM, good) as client:
+            await asyncio.wait_for(client.synced.wait(), 10)
+            files(client.doc)["x"] = Text("y")
+            await client.flush()
+        async with HubClient(proc.url, ROOM, expired) as client:
+            await asyncio.wait_for(client.wait_status(Status.REJECTED), 10)
+        async with connect(
+            f"{proc.url}/{ROOM}", additional_headers={"Authorization": f"Bearer {good}"}
+        ) as ws:
+            await ws.recv()
+    log = proc.log()
+    assert "joined acme/app" in log and "token expired" in log  # the log did record the events
+    for secret in (good, expired, good.split(".")[2], expired.split(".")[2]):
+        assert secret not in log
+    assert Database.in_dir(data_dir).journal(ROOM)[0].user == "ann"
