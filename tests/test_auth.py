@@ -16,6 +16,7 @@ from huddle.collab.schema import file_texts, files
 from huddle.server.auth import KEY_FILE
 from huddle.server.client import HubClient, Status
 from huddle.server.hub import Hub
+from huddle.server.rpc import RpcError
 from huddle.server.store import Database
 from tests.peers import HubProcess, NodeClient, close_of, eventually, token
 
@@ -132,3 +133,28 @@ async def test_tokens_never_reach_the_logs(tmp_path: Path) -> None:
     for secret in (good, expired, good.split(".")[2], expired.split(".")[2]):
         assert secret not in log
     assert Database.in_dir(data_dir).journal(ROOM)[0].user == "ann"
+
+
+async def test_editors_can_invite_and_readers_cannot(hub: Hub, data_dir: Path) -> None:
+    async with (
+        HubClient(hub.url, ROOM, token(data_dir, ROOM, "ed")) as editor,
+        HubClient(hub.url, ROOM, token(data_dir, ROOM, "ro", role="read")) as reader,
+    ):
+        await asyncio.wait_for(editor.synced.wait(), 10)
+        await asyncio.wait_for(reader.synced.wait(), 10)
+        invite = await editor.request(
+            "invite", {"role": "read", "user": "guest", "ttl_seconds": 60}
+        )
+        assert invite["url"].startswith(f"{hub.url}/{ROOM}?token=")
+        grant = hub.signer.verify(invite["token"], ROOM)
+        assert (grant.user, grant.role.value) == ("guest", "read")
+        with pytest.raises(RpcError) as denied:
+            await reader.request("invite", {"role": "edit"})
+        assert denied.value.code == "forbidden"
+        with pytest.raises(RpcError) as unknown:
+            await editor.request("no-such-method")
+        assert unknown.value.code == "unknown_method"
+        # The invited guest can really join, read-only.
+        async with HubClient(hub.url, ROOM, invite["token"]) as guest:
+            await asyncio.wait_for(guest.synced.wait(), 10)
+            assert guest.status is Status.CONNECTED

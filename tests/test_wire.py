@@ -16,6 +16,7 @@ from huddle.collab import wire
         wire.AwarenessMessage(b"\x00"),
         wire.QueryAwareness(),
         wire.AuthDenied("read-only ✋"),
+        wire.HuddleMessage(b"{}"),
     ],
 )
 def test_round_trip(message: wire.Message) -> None:

@@ -11,6 +11,9 @@ Frame layout (lib0 encoding): ``varuint message_type`` then a type-specific body
   (``varuint count`` then per client ``varuint id, varuint clock, varstring json_state``)
 - ``2 AUTH``: ``varuint 0`` (permission denied) then ``varstring reason`` (hub -> client only)
 - ``3 QUERY_AWARENESS``: no body
+- ``100 HUDDLE``: ``varbytes`` UTF-8 JSON: Huddle's own request/response channel between the hub
+  and ``huddle lsp`` (completions, summaries, invites). Stock Yjs clients never send it, and the
+  hub only ever sends it in answer to one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class MessageType(IntEnum):
     AWARENESS = 1
     AUTH = 2
     QUERY_AWARENESS = 3
+    HUDDLE = 100
 
 
 class SyncType(IntEnum):
@@ -72,7 +76,20 @@ class AuthDenied:
     reason: str
 
 
-Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | QueryAwareness | AuthDenied
+@dataclass(frozen=True, slots=True)
+class HuddleMessage:
+    payload: bytes
+
+
+Message = (
+    SyncStep1
+    | SyncStep2
+    | SyncUpdate
+    | AwarenessMessage
+    | QueryAwareness
+    | AuthDenied
+    | HuddleMessage
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +179,8 @@ def decode(frame: bytes) -> Message:
         message = AwarenessMessage(reader.varbytes())
     elif kind == MessageType.QUERY_AWARENESS:
         message = QueryAwareness()
+    elif kind == MessageType.HUDDLE:
+        message = HuddleMessage(reader.varbytes())
     elif kind == MessageType.AUTH:
         sub = reader.varuint()
         if sub != 0:
@@ -187,6 +206,8 @@ def encode(message: Message) -> bytes:
             return b"\x03"
         case AuthDenied(reason):
             return b"\x02\x00" + write_varbytes(reason.encode("utf-8"))
+        case HuddleMessage(payload):
+            return b"\x64" + write_varbytes(payload)
     raise TypeError(f"not a wire message: {message!r}")
 
 

@@ -7,6 +7,8 @@ two-step sync on every connection, so edits made while offline merge on reconnec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import random
 import ssl
@@ -22,10 +24,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from huddle.collab import wire
+from huddle.server import rpc
 
 log = logging.getLogger("huddle.client")
 
 AWARENESS_RENEW_SECONDS = 15.0  # y-protocols drops a state not renewed within 30 s
+
+
+NotificationHandler = Callable[[str, dict[str, Any]], None]
 
 
 class Status(StrEnum):
@@ -79,6 +85,8 @@ class HubClient:
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._status_changed = asyncio.Event()
+        self._request_ids = itertools.count(1)
+        self._calls: dict[int, tuple[asyncio.Future[Any], NotificationHandler | None]] = {}
 
     async def __aenter__(self) -> HubClient:
         self._subscription = self.doc.observe(self._on_local_update)
@@ -162,6 +170,56 @@ class HubClient:
                 self._local_clock += 1
                 self._send_presence()
 
+    # -- requests to the hub -------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        on_notification: NotificationHandler | None = None,
+    ) -> Any:
+        """Ask the hub; raises ``rpc.RpcError``. Cancelling the caller cancels it on the hub."""
+        ws = self._ws
+        if ws is None or self.status is not Status.CONNECTED:
+            raise rpc.RpcError("offline", "not connected to the hub")
+        request_id = next(self._request_ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[request_id] = (future, on_notification)
+        try:
+            await ws.send(
+                rpc.encode(rpc.RpcRequest(id=request_id, method=method, params=params or {}))
+            )
+            return await future
+        except asyncio.CancelledError:
+            if self._ws is ws:
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(rpc.encode(rpc.RpcCancel(id=request_id)))
+            raise
+        except ConnectionClosed:
+            raise rpc.RpcError("disconnected", "lost the hub connection") from None
+        finally:
+            self._calls.pop(request_id, None)
+
+    def _on_rpc(self, payload: bytes) -> None:
+        message = rpc.decode(payload)
+        if isinstance(message, rpc.RpcResponse):
+            call = self._calls.get(message.id)
+            if call is None or call[0].done():
+                return
+            if message.error is not None:
+                call[0].set_exception(rpc.RpcError(message.error.code, message.error.message))
+            else:
+                call[0].set_result(message.result)
+        elif isinstance(message, rpc.RpcNotification) and message.id is not None:
+            call = self._calls.get(message.id)
+            if call is not None and call[1] is not None:
+                call[1](message.method, message.params)
+
+    def _fail_calls(self) -> None:
+        for future, _ in self._calls.values():
+            if not future.done():
+                future.set_exception(rpc.RpcError("disconnected", "lost the hub connection"))
+
     # -- connection ----------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -187,6 +245,7 @@ class HubClient:
             finally:
                 self._ws = None
                 self.synced.clear()
+                self._fail_calls()
             self._set_status(Status.RECONNECTING, "hub unreachable")
             attempt += 1
             ceiling = min(self._max_backoff, self._min_backoff * 2**attempt)
@@ -246,6 +305,8 @@ class HubClient:
             case wire.AuthDenied(reason):
                 self.read_only = True
                 log.warning("hub: %s", reason)
+            case wire.HuddleMessage(payload):
+                self._on_rpc(payload)
             case wire.QueryAwareness():
                 if self._local_state is not None:
                     self._send_presence()

@@ -27,6 +27,7 @@ class Limits(_Strict):
     max_send_buffer_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_pending_updates: int = Field(10_000, ge=1)
     max_awareness_clients: int = Field(64, ge=1)
+    max_requests_per_connection: int = Field(8, ge=1)
 
 
 class StoreConfig(_Strict):

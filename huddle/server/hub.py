@@ -7,7 +7,10 @@ import http
 import logging
 import re
 import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -16,7 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from huddle.collab import wire
-from huddle.server.auth import Grant, TokenSigner
+from huddle.server import rpc
+from huddle.server.auth import Grant, Role, TokenSigner
+from huddle.server.client import room_url
 from huddle.server.config import HubConfig
 from huddle.server.errors import CloseCode, ConnectionRejected
 from huddle.server.metrics import HubMetrics
@@ -46,6 +51,39 @@ def bearer_token(query: dict[str, list[str]], headers: Headers) -> str | None:
     return values[0] if values else None
 
 
+MAX_INVITE_TTL = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcContext:
+    hub: Hub
+    room: Room
+    peer: Peer
+
+
+async def _invite(ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
+    """A join link for this room; editors may invite editors or readers, readers nobody."""
+    if not ctx.peer.grant.can_edit:
+        raise rpc.RpcError("forbidden", "read-only members cannot invite")
+    try:
+        role = Role(call.params.get("role", Role.EDIT.value))
+        ttl = timedelta(seconds=float(call.params.get("ttl_seconds", 7 * 86400)))
+        user = str(call.params.get("user", "guest"))[:64] or "guest"
+    except (ValueError, TypeError) as exc:
+        raise rpc.RpcError("invalid_params", str(exc)) from None
+    if not timedelta(0) < ttl <= MAX_INVITE_TTL:
+        raise rpc.RpcError("invalid_params", "ttl_seconds must be within 30 days")
+    token = ctx.hub.signer.issue(ctx.room.name, user, role, ttl)
+    return {
+        "url": room_url(ctx.hub.url, ctx.room.name, token),
+        "hub": ctx.hub.url,
+        "room": ctx.room.name,
+        "token": token,
+        "role": role.value,
+        "expires_at": (datetime.now(UTC) + ttl).isoformat(timespec="seconds"),
+    }
+
+
 class Hub:
     """``async with Hub(config) as hub:`` serves until the block exits."""
 
@@ -64,6 +102,7 @@ class Hub:
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
         self._stopped = asyncio.Event()
+        self.methods: dict[str, rpc.Handler] = {"invite": _invite}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -208,11 +247,17 @@ class Hub:
             await ws.close(rejection.code, rejection.reason)
             return
         peer = Peer(ws, grant, self.config.limits)
+        endpoint = rpc.RpcEndpoint(
+            self.methods,
+            RpcContext(self, room, peer),
+            lambda frame: room.send_to(peer, frame),
+            self.config.limits.max_requests_per_connection,
+        )
         self.metrics.connections.inc()
         room.join(peer)
         log.info("%s joined %s as %s", peer.label, room.name, grant.role.value)
         try:
-            await self._read(peer, room)
+            await self._read(peer, room, endpoint)
         except ConnectionRejected as rejection:
             log.warning("closing %s in %s: %s", peer.label, room.name, rejection.reason)
             self.metrics.rejected.labels(rejection.code.name.lower()).inc()
@@ -220,12 +265,13 @@ class Hub:
         except ConnectionClosed:
             pass
         finally:
+            await endpoint.aclose()
             room.leave(peer)
             self.metrics.connections.dec()
             log.info("%s left %s", peer.label, room.name)
             self._release(room)
 
-    async def _read(self, peer: Peer, room: Room) -> None:
+    async def _read(self, peer: Peer, room: Room, endpoint: rpc.RpcEndpoint) -> None:
         counters = self.metrics
         async for frame in peer.ws:
             if isinstance(frame, str):
@@ -236,7 +282,10 @@ class Hub:
             try:
                 message = wire.decode(frame)
                 counters.messages_in.labels(type(message).__name__).inc()
-                await room.receive(peer, message)
+                if isinstance(message, wire.HuddleMessage):
+                    endpoint.receive(message.payload)
+                else:
+                    await room.receive(peer, message)
             except wire.WireError as exc:
                 raise ConnectionRejected(
                     CloseCode.BAD_MESSAGE, f"malformed message: {exc}"

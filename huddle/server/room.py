@@ -126,6 +126,9 @@ class Room:
         if removal is not None:
             self._send(self.peers, wire.encode(wire.AwarenessMessage(removal)))
 
+    def send_to(self, peer: Peer, frame: bytes) -> None:
+        self._send([peer], frame)
+
     def _send(self, peers: set[Peer] | list[Peer], frame: bytes) -> None:
         """Write ``frame`` to every open peer now; a peer whose buffer is full is cut off."""
         targets: list[ServerConnection] = []
@@ -168,8 +171,8 @@ class Room:
                 states = self.presence.encode_all()
                 if states is not None:
                     self._send([peer], wire.encode(wire.AwarenessMessage(states)))
-            case wire.AuthDenied():
-                raise wire.WireError("auth messages only flow from the hub to clients")
+            case wire.AuthDenied() | wire.HuddleMessage():
+                raise wire.WireError(f"{type(message).__name__} is not handled by the room")
 
     async def _receive_update(self, peer: Peer, update: bytes) -> None:
         if update == wire.EMPTY_UPDATE:

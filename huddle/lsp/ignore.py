@@ -1,0 +1,51 @@
+"""Which workspace files are never shared: outside the root, secrets, and `.huddleignore`."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from pathspec import GitIgnoreSpec
+
+IGNORE_FILE = ".huddleignore"
+
+# Secrets and machine-local state that must never leave the editor (gitignore syntax).
+DEFAULT_PATTERNS = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.keystore",
+    "*.kdbx",
+    "id_*",
+    ".ssh/",
+    ".gnupg/",
+    ".aws/",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".git/",
+    "huddle.toml",
+)
+
+
+class ShareRules:
+    def __init__(self, root: Path, extra_patterns: list[str] | None = None) -> None:
+        self.root = root.resolve()
+        patterns = list(DEFAULT_PATTERNS) + (extra_patterns or [])
+        ignore_file = self.root / IGNORE_FILE
+        if ignore_file.is_file():
+            patterns += ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        self._spec = GitIgnoreSpec.from_lines(patterns)
+
+    def relative(self, path: Path) -> str | None:
+        """The workspace-relative POSIX path under which ``path`` is shared, or None if never."""
+        try:
+            rel = path.resolve().relative_to(self.root)
+        except ValueError:
+            return None  # outside the workspace root (symlinks resolved)
+        posix = PurePosixPath(*rel.parts).as_posix()
+        if posix in ("", ".") or self._spec.match_file(posix):
+            return None
+        return posix
