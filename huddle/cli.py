@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import signal
 import sys
@@ -65,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
 
     rooms = sub.add_parser("rooms", help="list stored rooms with file counts and sizes")
     data_dir(rooms)
+
+    lsp = sub.add_parser("lsp", help="the language server (stdio); editors start it")
+    lsp.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
+    lsp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     return parser
 
 
@@ -97,6 +102,15 @@ def _serve(config: HuddleConfig) -> int:
             await hub.serve_forever()
 
     asyncio.run(run())
+    return 0
+
+
+def _lsp(config: HuddleConfig) -> int:
+    from huddle.lsp.server import main as lsp_main
+
+    logs.configure(config.log_level, "text")  # stderr: stdout carries the protocol
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+    lsp_main()
     return 0
 
 
@@ -151,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(config)
+    if args.command == "lsp":
+        return _lsp(config)
     if args.command == "invite":
         return _invite(config, args)
     return _rooms(config)

@@ -245,4 +245,15 @@ def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
     return b"".join(parts)
 
 
+def decode_state_vector(state: bytes) -> dict[int, int]:
+    """A Yjs state vector: for each client id, the number of its items this replica holds."""
+    reader = _Reader(state)
+    result = {}
+    for _ in range(reader.varuint()):
+        client = reader.varuint()
+        result[client] = reader.varuint()
+    reader.end()
+    return result
+
+
 EMPTY_UPDATE = b"\x00\x00"

@@ -149,6 +149,10 @@ class HubClient:
         finally:
             self._applying_remote = False
 
+    @property
+    def local_state(self) -> dict[str, Any] | None:
+        return self._local_state
+
     def set_presence(self, state: dict[str, Any] | None) -> None:
         self._local_state = state
         self._local_clock += 1

@@ -84,6 +84,22 @@ async def _invite(ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
     }
 
 
+async def _create_file(ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
+    """Seed ``files[path]`` with ``content`` exactly once, however many editors ask at once."""
+    if not ctx.peer.grant.can_edit:
+        raise rpc.RpcError("forbidden", "read-only members cannot add files")
+    path, content = call.params.get("path"), call.params.get("content")
+    if not isinstance(path, str) or not isinstance(content, str) or not valid_path(path):
+        raise rpc.RpcError("invalid_params", "path must be a relative POSIX path, content a string")
+    created = await ctx.room.create_file(ctx.peer.grant.user, path, content)
+    return {"created": created}
+
+
+def valid_path(path: str) -> bool:
+    parts = path.split("/")
+    return 0 < len(path) <= 1024 and "" not in parts and "." not in parts and ".." not in parts
+
+
 class Hub:
     """``async with Hub(config) as hub:`` serves until the block exits."""
 
@@ -102,7 +118,7 @@ class Hub:
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
         self._stopped = asyncio.Event()
-        self.methods: dict[str, rpc.Handler] = {"invite": _invite}
+        self.methods: dict[str, rpc.Handler] = {"invite": _invite, "create_file": _create_file}
 
     # -- lifecycle -----------------------------------------------------------------------
 

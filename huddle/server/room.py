@@ -14,10 +14,10 @@ from types import TracebackType
 from typing import Any
 
 import pycrdt
-from pycrdt import Doc
+from pycrdt import Doc, Text
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from huddle.collab import wire
+from huddle.collab import schema, wire
 from huddle.server.auth import Grant
 from huddle.server.config import Limits
 from huddle.server.errors import CloseCode, ConnectionRejected
@@ -90,6 +90,7 @@ class Room:
         self._drained = asyncio.Event()
         self._drained.set()
         self._compaction: asyncio.Task[None] | None = None
+        self._creating: set[str] = set()
         for update in ([record.snapshot] if record.snapshot else []) + record.log:
             try:
                 self.doc.apply_update(update)
@@ -190,14 +191,42 @@ class Room:
             raise wire.WireError(f"invalid update: {exc}") from exc
         if self.size_bytes + len(update) > self._limits.max_document_bytes:
             raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
+        await self._store.append(self._enqueue(peer.grant.user, update, sender=peer))
+
+    def _enqueue(
+        self, user: str, update: bytes, sender: object, done: asyncio.Future[None] | None = None
+    ) -> Pending:
         self._inflight_bytes += len(update)
         seq = self._next_seq
         self._next_seq += 1
         self._inflight += 1
         self._drained.clear()
-        await self._store.append(
-            Pending(self, self.room_id, seq, peer.grant.user, update, sender=peer)
-        )
+        return Pending(self, self.room_id, seq, user, update, sender, done=done)
+
+    async def create_file(self, user: str, path: str, content: str) -> bool:
+        """Create ``files[path]`` unless it exists; False if it already did.
+
+        The hub is the one place that can decide this without races: two editors opening the
+        same new file at once must not both seed it (one Y.Map entry would replace the other).
+        Waits until the creation is committed and relayed to every peer, the requester too.
+        """
+        if path in schema.files(self.doc) or path in self._creating:
+            return False
+        self._creating.add(path)
+        try:
+            scratch: Doc[Any] = Doc()
+            scratch.apply_update(self.doc.get_update())
+            before = scratch.get_state()
+            schema.files(scratch)[path] = Text(content)
+            update = scratch.get_update(before)
+            if self.size_bytes + len(update) > self._limits.max_document_bytes:
+                raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self._store.append(self._enqueue(user, update, sender=None, done=done))
+            await done
+            return True
+        finally:
+            self._creating.discard(path)
 
     # -- CommitSink ----------------------------------------------------------------------
 
@@ -213,10 +242,13 @@ class Room:
                 except ValueError:
                     log.error("room %s: a committed update does not integrate", self.name)
         senders = {id(e.sender) for e in entries}
-        skip = entries[0].sender if len(senders) == 1 else None
+        skip = entries[0].sender if len(senders) == 1 and entries[0].sender is not None else None
         self._send([p for p in self.peers if p is not skip], wire.encode(wire.SyncUpdate(merged)))
         self._committed_seq = entries[-1].seq
         self._settle(entries, committed=True)
+        for entry in entries:
+            if entry.done is not None and not entry.done.done():
+                entry.done.set_result(None)
         self._since_compact += len(entries)
         if self._since_compact >= self._compact_every and self._compaction is None:
             self._compaction = asyncio.create_task(self._compact(), name=f"compact {self.name}")
@@ -227,6 +259,8 @@ class Room:
             sender = entry.sender
             if isinstance(sender, Peer):  # it still holds its edits and re-sends them on reconnect
                 sender.ws.transport.abort()
+            if entry.done is not None and not entry.done.done():
+                entry.done.set_exception(error)
         self._settle(entries, committed=False)
 
     def _settle(self, entries: list[Pending], *, committed: bool) -> None:

@@ -98,6 +98,7 @@ class Pending:
     update: bytes
     sender: object = None
     ts: float = field(default_factory=time.time)
+    done: asyncio.Future[None] | None = None  # resolved once committed (or failed)
 
 
 class Database:

@@ -1,0 +1,498 @@
+"""``huddle lsp``: the language server each editor launches over stdio.
+
+It keeps a pycrdt replica of the room (``Session``), binds every shareable open buffer to the
+room's ``Text`` through a ``Bridge``, sends remote changes to the editor as versioned
+``workspace/applyEdit``, and shows who is where (``huddle/peers``, ``huddle/status``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pycrdt import Assoc, StickyIndex, Subscription, Text, TransactionEvent, UndoManager
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from huddle import __version__
+from huddle.collab import schema, wire
+from huddle.collab.errors import CollabError
+from huddle.collab.positions import Position, PositionEncoding
+from huddle.lsp.documents import Buffer, from_range, to_changes
+from huddle.lsp.errors import SettingsError
+from huddle.lsp.ignore import ShareRules
+from huddle.lsp.session import Session
+from huddle.lsp.settings import LspSettings, resolve
+from huddle.server.client import Status
+from huddle.server.rpc import RpcError
+
+log = logging.getLogger("huddle.lsp")
+
+STATUS = "huddle/status"
+PEERS = "huddle/peers"
+CURSOR = "huddle/cursor"
+APPLY_EDIT_TIMEOUT = 10.0
+PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
+
+
+def utf16_of(text: str, offset: int) -> int:
+    return len(text[:offset].encode("utf-16-le")) // 2
+
+
+def offset_of_utf16(text: str, units: int) -> int:
+    return len(text.encode("utf-16-le")[: 2 * units].decode("utf-16-le", errors="ignore"))
+
+
+class HuddleServer(LanguageServer):
+    def __init__(self, solo_data_dir: Path | None = None) -> None:
+        super().__init__(
+            "huddle", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental
+        )
+        self.solo_data_dir = solo_data_dir
+        self.root: Path | None = None
+        self.rules: ShareRules | None = None
+        self.settings: LspSettings | None = None
+        self.settings_error: str | None = None
+        self.encoding = PositionEncoding.UTF16
+        self.session: Session | None = None
+        self.buffers: dict[str, Buffer] = {}
+        self.origin = ("huddle-lsp", id(self))
+        self.undo: UndoManager | None = None
+        self.following: str | None = None
+        self._followed_file: str | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._binding: dict[str, asyncio.Task[None]] = {}
+        self._doc_subscription: Subscription | None = None
+        self._pump_scheduled = False
+        self._presence_scheduled = False
+        self._cursor: tuple[str, int, int] | None = None  # (path, anchor, head) in code points
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def start_session(self) -> None:
+        if self.settings is None:
+            self.send_status()
+            return
+        self.session = await self._stack.enter_async_context(
+            Session(
+                self.settings,
+                solo_data_dir=self.solo_data_dir,
+                on_status=lambda status, reason: self._on_status(status),
+                on_peers=lambda peers: self.schedule_presence(),
+            )
+        )
+        files = schema.files(self.session.doc)
+        self.undo = UndoManager(scopes=[files], capture_timeout_millis=500)
+        self.undo.include_origin(self.origin)
+        self._doc_subscription = self.session.doc.observe(self._on_transaction)
+        for buffer in self.buffers.values():
+            self._start_binding(buffer)
+        self.send_status()
+
+    async def stop_session(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for buffer in self.buffers.values():
+            buffer.close()
+        await self._stack.aclose()
+        self.session = None
+
+    def _on_status(self, status: Status) -> None:
+        self.send_status()
+        if status is Status.CONNECTED:
+            for buffer in self.buffers.values():
+                if buffer.bridge is None:
+                    self._start_binding(buffer)
+
+    def send_status(self) -> None:
+        if self.session is not None:
+            payload = self.session.describe()
+        else:
+            payload = {"state": "offline", "reason": self.settings_error or "not started"}
+        self.protocol.notify(STATUS, payload)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def path_of(self, uri: str) -> str | None:
+        if self.rules is None:
+            return None
+        fs_path = to_fs_path(uri)
+        return None if fs_path is None else self.rules.relative(Path(fs_path))
+
+    def open(self, params: lsp.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        path = self.path_of(item.uri)
+        if path is None:
+            log.info("not shared (outside the workspace or ignored): %s", item.uri)
+            return
+        buffer = Buffer(item.uri, path, item.version, item.text)
+        self.buffers[item.uri] = buffer
+        if self.session is not None:
+            self._start_binding(buffer)
+
+    def _start_binding(self, buffer: Buffer) -> None:
+        task = self._binding.get(buffer.uri)
+        if task is None or task.done():
+            self._binding[buffer.uri] = self.spawn(self._bind(buffer))
+
+    async def _bind(self, buffer: Buffer) -> None:
+        session = self.session
+        assert session is not None and session.client is not None
+        client = session.client
+        while self.buffers.get(buffer.uri) is buffer and buffer.bridge is None:
+            await client.synced.wait()
+            existing = schema.files(session.doc).get(buffer.path)
+            if isinstance(existing, Text):
+                buffer.bind(existing, self.origin, self.encoding)
+                log.info("shared %s", buffer.path)
+                self.schedule_pump()
+                return
+            if existing is not None:
+                log.error("room entry %s is not text; not sharing it", buffer.path)
+                return
+            if client.read_only:
+                log.info("%s is not in the room and this token is read-only", buffer.path)
+                return
+            try:
+                await client.request(
+                    "create_file", {"path": buffer.path, "content": buffer.opened_with}
+                )
+            except RpcError as exc:
+                if exc.code not in ("offline", "disconnected"):
+                    log.error("could not add %s to the room: %s", buffer.path, exc.message)
+                    return
+
+    def change(self, params: lsp.DidChangeTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        buffer = self.buffers.get(uri)
+        if buffer is None:
+            if self.path_of(uri) is not None:
+                log.warning("didChange for %s, which is not open: ignored", uri)
+            return
+        changes = to_changes(list(params.content_changes))
+        try:
+            buffer.change(params.text_document.version, changes)
+        except CollabError as exc:
+            log.error("rejected a change to %s: %s", buffer.path, exc)
+            self.window_show_message(
+                lsp.ShowMessageParams(lsp.MessageType.Warning, f"Huddle: {exc}; resyncing")
+            )
+            if buffer.bridge is not None:
+                buffer.bridge.check()
+        last = changes[-1] if changes else None
+        if last is not None and last.range is not None and buffer.bridge is not None:
+            self._cursor_from_edit(buffer, last.range.start, last.text)
+        self.schedule_pump()
+
+    def close(self, params: lsp.DidCloseTextDocumentParams) -> None:
+        buffer = self.buffers.pop(params.text_document.uri, None)
+        if buffer is not None:
+            buffer.close()  # the shared document stays in the room
+            task = self._binding.pop(buffer.uri, None)
+            if task is not None:
+                task.cancel()
+
+    # -- CRDT -> editor ------------------------------------------------------------------
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self.schedule_pump()
+        self.schedule_presence()
+
+    def schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump_all)
+
+    def _pump_all(self) -> None:
+        self._pump_scheduled = False
+        for buffer in list(self.buffers.values()):
+            self._pump(buffer)
+
+    def _pump(self, buffer: Buffer) -> None:
+        edit = buffer.next_edit()
+        if edit is None:
+            return
+        buffer.sending = True
+        params = lsp.ApplyWorkspaceEditParams(
+            label="Huddle",
+            edit=lsp.WorkspaceEdit(
+                document_changes=[
+                    lsp.TextDocumentEdit(
+                        text_document=lsp.OptionalVersionedTextDocumentIdentifier(
+                            uri=buffer.uri, version=edit.version
+                        ),
+                        edits=[lsp.TextEdit(from_range(e.range), e.new_text) for e in edit.edits],
+                    )
+                ]
+            ),
+        )
+        self.spawn(self._send_edit(buffer, edit.id, params))
+
+    async def _send_edit(
+        self, buffer: Buffer, edit_id: int, params: lsp.ApplyWorkspaceEditParams
+    ) -> None:
+        try:
+            result = await asyncio.wait_for(
+                self.workspace_apply_edit_async(params), APPLY_EDIT_TIMEOUT
+            )
+            applied = bool(result.applied)
+        except TimeoutError:
+            applied = True  # no answer: the next didChange tells (see Bridge.edit_result)
+        except Exception as exc:
+            log.warning("applyEdit failed: %s", exc)
+            applied = False
+        finally:
+            buffer.sending = False
+        if buffer.bridge is not None:
+            buffer.bridge.edit_result(edit_id, applied)
+        self._pump(buffer)
+
+    # -- presence ------------------------------------------------------------------------
+
+    def _cursor_from_edit(self, buffer: Buffer, start: Position, inserted: str) -> None:
+        assert buffer.bridge is not None
+        try:
+            offset = buffer.bridge.shadow_index.offset_at(start, self.encoding) + len(inserted)
+        except CollabError:
+            return
+        self._cursor = (buffer.path, offset, offset)
+        self.schedule_presence()
+
+    def set_cursor(self, uri: str, anchor: Position, head: Position) -> None:
+        buffer = self.buffers.get(uri)
+        if buffer is None or buffer.bridge is None:
+            return
+        index = buffer.bridge.shadow_index
+        try:
+            self._cursor = (
+                buffer.path,
+                index.offset_at(anchor, self.encoding),
+                index.offset_at(head, self.encoding),
+            )
+        except CollabError as exc:
+            log.warning("ignored an invalid cursor: %s", exc)
+            return
+        self.schedule_presence()
+
+    def schedule_presence(self) -> None:
+        if not self._presence_scheduled:
+            self._presence_scheduled = True
+            asyncio.get_running_loop().call_later(PRESENCE_INTERVAL, self._presence)
+
+    def _presence(self) -> None:
+        self._presence_scheduled = False
+        session = self.session
+        if session is None or session.client is None:
+            return
+        state: dict[str, Any] = {"user": {"name": session.user, "color": session.color}}
+        if self._cursor is not None:
+            path, anchor, head = self._cursor
+            text = schema.files(session.doc).get(path)
+            if isinstance(text, Text):
+                state["file"] = path
+                content = str(text)
+                state["cursor"] = {
+                    "anchor": _sticky(text, content, anchor),
+                    "head": _sticky(text, content, head),
+                }
+        if state != session.client.local_state:
+            session.client.set_presence(state)
+        self.protocol.notify(PEERS, {"peers": self._peers()})
+        self._follow()
+
+    def _peers(self) -> list[dict[str, Any]]:
+        session = self.session
+        assert session is not None and session.client is not None
+        by_path = {b.path: b for b in self.buffers.values() if b.bridge is not None}
+        peers = []
+        for client_id, state in sorted(session.client.peers.items()):
+            raw_user, raw_path = state.get("user"), state.get("file")
+            user: dict[str, Any] = raw_user if isinstance(raw_user, dict) else {}
+            path = raw_path if isinstance(raw_path, str) else None
+            peer: dict[str, Any] = {
+                "clientId": client_id,
+                "name": str(user.get("name", "")),
+                "color": str(user.get("color", "")),
+                "file": path,
+                "uri": self._uri_of(path),
+            }
+            buffer = by_path.get(path or "")
+            cursor = state.get("cursor")
+            if buffer is not None and isinstance(cursor, dict):
+                head = self._resolve(buffer, cursor.get("head"))
+                anchor = self._resolve(buffer, cursor.get("anchor"))
+                if head is not None:
+                    peer["position"] = head
+                    peer["selection"] = {"start": anchor or head, "end": head}
+            peers.append(peer)
+        return peers
+
+    def _resolve(self, buffer: Buffer, relative: object) -> dict[str, int] | None:
+        """A Yjs relative position to an LSP position in this editor's coordinates."""
+        assert buffer.bridge is not None and self.session is not None
+        text = schema.files(self.session.doc).get(buffer.path)
+        if not isinstance(relative, dict) or not isinstance(text, Text):
+            return None
+        item = relative.get("item")
+        if isinstance(item, dict):  # pycrdt panics on an item this replica has not received yet
+            known = wire.decode_state_vector(self.session.doc.get_state())
+            if not item.get("clock", 0) < known.get(item.get("client", -1), 0):
+                return None
+        try:
+            units = StickyIndex.from_json(relative, text).get_index()
+        except (ValueError, KeyError, TypeError, RuntimeError):
+            return None
+        except BaseException as exc:  # pycrdt panics on positions it cannot resolve
+            if type(exc).__name__ != "PanicException":
+                raise
+            return None
+        shadow = buffer.bridge.shadow_index
+        offset = min(offset_of_utf16(str(text), units), len(shadow))
+        try:
+            pos = shadow.position_at(offset, self.encoding)
+        except CollabError:
+            return None
+        return {"line": pos.line, "character": pos.character}
+
+    def _uri_of(self, path: str | None) -> str | None:
+        if path is None or self.root is None:
+            return None
+        uri: str | None = from_fs_path(str(self.root / path))
+        return uri
+
+    def _follow(self) -> None:
+        if self.following is None or self.session is None or self.session.client is None:
+            return
+        for state in self.session.client.peers.values():
+            user = state.get("user")
+            if isinstance(user, dict) and user.get("name") == self.following:
+                path = state.get("file")
+                uri = self._uri_of(path if isinstance(path, str) else None)
+                if uri is not None and path != self._followed_file:
+                    self._followed_file = path
+                    self.spawn(
+                        self.window_show_document_async(
+                            lsp.ShowDocumentParams(uri=uri, take_focus=True)
+                        )
+                    )
+                return
+
+
+def _sticky(text: Text, content: str, offset: int) -> dict[str, Any]:
+    units = utf16_of(content, min(offset, len(content)))
+    total = utf16_of(content, len(content))
+    assoc = Assoc.AFTER if units < total else Assoc.BEFORE
+    if total == 0:
+        return {"index": 0}
+    sticky = StickyIndex.new(text, units if units < total else total, assoc)
+    return dict(sticky.to_json())
+
+
+def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
+    server = HuddleServer(solo_data_dir)
+
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: HuddleServer, params: lsp.InitializeParams) -> None:
+        root_uri = params.root_uri or (
+            params.workspace_folders[0].uri if params.workspace_folders else None
+        )
+        fs_root = to_fs_path(root_uri) if root_uri else None
+        ls.root = Path(fs_root) if fs_root else None
+        ls.rules = ShareRules(ls.root) if ls.root else None
+        ls.encoding = PositionEncoding(str(ls.workspace.position_encoding or "utf-16"))
+        try:
+            ls.settings = resolve(params.initialization_options, ls.root)
+        except SettingsError as exc:
+            ls.settings_error = str(exc)
+            log.error("%s", exc)
+
+    @server.feature(lsp.INITIALIZED)
+    async def initialized(ls: HuddleServer, params: lsp.InitializedParams) -> None:
+        if ls.settings_error:
+            ls.window_show_message(
+                lsp.ShowMessageParams(lsp.MessageType.Error, f"Huddle: {ls.settings_error}")
+            )
+        await ls.start_session()
+
+    @server.feature(lsp.SHUTDOWN)
+    async def shutdown(ls: HuddleServer, params: None) -> None:
+        await ls.stop_session()
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: HuddleServer, params: lsp.DidOpenTextDocumentParams) -> None:
+        ls.open(params)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: HuddleServer, params: lsp.DidChangeTextDocumentParams) -> None:
+        ls.change(params)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: HuddleServer, params: lsp.DidCloseTextDocumentParams) -> None:
+        ls.close(params)
+
+    @server.feature(CURSOR)
+    def cursor(ls: HuddleServer, params: Any) -> None:
+        try:
+            uri = str(params.uri)
+            head = Position(int(params.position.line), int(params.position.character))
+            anchor = head
+            selection = getattr(params, "selection", None)
+            if selection is not None:
+                anchor = Position(int(selection.start.line), int(selection.start.character))
+        except (AttributeError, TypeError, ValueError):
+            log.warning("ignored a malformed %s notification", CURSOR)
+            return
+        ls.set_cursor(uri, anchor, head)
+
+    @server.command("huddle.status")
+    def status(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        return ls.session.describe() if ls.session else {"state": "offline"}
+
+    @server.command("huddle.invite")
+    async def invite(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        if ls.session is None or ls.session.client is None:
+            raise RuntimeError("not connected to a room")
+        options = args[0] if args and isinstance(args[0], dict) else {}
+        try:
+            result: dict[str, Any] = await ls.session.client.request("invite", options)
+        except RpcError as exc:
+            raise RuntimeError(f"cannot invite: {exc.message}") from None
+        return result
+
+    @server.command("huddle.undoMine")
+    def undo_mine(ls: HuddleServer, *args: Any) -> dict[str, bool]:
+        if ls.undo is None:
+            return {"undone": False}
+        return {"undone": bool(ls.undo.undo())}
+
+    @server.command("huddle.follow")
+    def follow(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        name = args[0] if args and isinstance(args[0], str) else None
+        if not name:
+            raise ValueError("huddle.follow needs a teammate's name")
+        ls.following, ls._followed_file = name, None
+        ls.schedule_presence()
+        return {"following": name}
+
+    @server.command("huddle.unfollow")
+    def unfollow(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        ls.following = None
+        return {"following": None}
+
+    return server
+
+
+def main(solo_data_dir: Path | None = None) -> None:
+    build_server(solo_data_dir).start_io()

@@ -1,0 +1,210 @@
+"""A scripted editor on top of pytest-lsp's real LSP client, driving a real `huddle lsp`.
+
+It behaves like the editors seen in the wild:
+
+- ``vscode``: answers a versioned ``workspace/applyEdit`` whose version is stale with
+  ``applied: false``; sends one ``didChange`` per edit.
+- ``neovim``: skips a stale edit but answers ``applied: true`` (it lies); debounces
+  ``didChange`` and sends many changes in one notification, versions jumping by more than one.
+
+Every applied server edit is echoed back as a ``didChange``, as real editors do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp.client import make_test_lsp_client
+
+from huddle.collab.positions import LineIndex, PositionEncoding
+from huddle.collab.positions import Position as CPosition
+
+
+@dataclass
+class Buffer:
+    uri: str
+    text: str
+    version: int
+    pending: list[lsp.TextDocumentContentChangeEvent] = field(default_factory=list)
+
+
+class Editor:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        style: str = "vscode",
+        encoding: str = "utf-16",
+        init_options: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        debounce: float = 0.05,
+    ) -> None:
+        self.root = root
+        self.style = style
+        self.encoding = PositionEncoding(encoding)
+        self.init_options = init_options
+        self.env = env or {}
+        self.debounce = debounce
+        self.buffers: dict[str, Buffer] = {}
+        self.client: LanguageClient = make_test_lsp_client()
+        self.notifications: dict[str, list[Any]] = {}
+        self.rejected = 0
+        self.applied = 0
+        self._flushers: dict[str, asyncio.Task[None]] = {}
+        self._edit_arrived = asyncio.Event()
+
+        def apply_edit(client: LanguageClient, params: lsp.ApplyWorkspaceEditParams) -> Any:
+            return self._on_apply_edit(params)
+
+        self.client.feature(lsp.WORKSPACE_APPLY_EDIT)(apply_edit)
+        for method in ("huddle/status", "huddle/peers"):
+            self.client.feature(method)(self._recorder(method))
+
+    def _recorder(self, method: str) -> Any:
+        def record(client: LanguageClient, params: Any) -> None:
+            self.notifications.setdefault(method, []).append(params)
+
+        return record
+
+    async def __aenter__(self) -> Editor:
+        await self.client.start_io(
+            sys.executable, "-m", "huddle.cli", "lsp", env={**os.environ, **self.env}
+        )
+        capabilities = client_capabilities(
+            "visual-studio-code" if self.style == "vscode" else "neovim"
+        )
+        capabilities.general = lsp.GeneralClientCapabilities(
+            position_encodings=[self.encoding.value]
+        )
+        result = await self.client.initialize_session(
+            lsp.InitializeParams(
+                capabilities=capabilities,
+                root_uri=self.root.as_uri(),
+                workspace_folders=[
+                    lsp.WorkspaceFolder(uri=self.root.as_uri(), name=self.root.name)
+                ],
+                initialization_options=self.init_options,
+            )
+        )
+        assert result.capabilities.position_encoding == self.encoding.value
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.flush()
+        await self.client.shutdown_session()
+        for task in self._flushers.values():
+            task.cancel()
+
+    # -- the user ------------------------------------------------------------------------
+
+    def uri(self, path: str) -> str:
+        return (self.root / path).as_uri()
+
+    def open(self, path: str, text: str) -> str:
+        uri = self.uri(path)
+        self.buffers[uri] = Buffer(uri, text, 1)
+        self.client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                lsp.TextDocumentItem(uri=uri, language_id="plaintext", version=1, text=text)
+            )
+        )
+        return uri
+
+    def close(self, path: str) -> None:
+        self.client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri=self.uri(path)))
+        )
+
+    def text(self, path: str) -> str:
+        return self.buffers[self.uri(path)].text
+
+    def replace(self, path: str, start: int, end: int, new_text: str) -> None:
+        """The user replaces code points [start, end) with ``new_text``."""
+        buf = self.buffers[self.uri(path)]
+        index = LineIndex(buf.text)
+        lsp_range = lsp.Range(
+            start=self._lsp_pos(index.position_at(start, self.encoding)),
+            end=self._lsp_pos(index.position_at(end, self.encoding)),
+        )
+        buf.text = buf.text[:start] + new_text + buf.text[end:]
+        self._changed(buf, [lsp.TextDocumentContentChangePartial(range=lsp_range, text=new_text)])
+
+    def type(self, path: str, offset: int, new_text: str) -> None:
+        self.replace(path, offset, offset, new_text)
+
+    # -- the editor ----------------------------------------------------------------------
+
+    @staticmethod
+    def _lsp_pos(pos: CPosition) -> lsp.Position:
+        return lsp.Position(line=pos.line, character=pos.character)
+
+    def _changed(self, buf: Buffer, changes: list[lsp.TextDocumentContentChangeEvent]) -> None:
+        buf.version += 1
+        if self.style == "neovim":
+            buf.pending.extend(changes)
+            if buf.uri not in self._flushers or self._flushers[buf.uri].done():
+                self._flushers[buf.uri] = asyncio.ensure_future(self._debounced(buf))
+        else:
+            self._send(buf, changes)
+
+    async def _debounced(self, buf: Buffer) -> None:
+        await asyncio.sleep(self.debounce)  # the editor's own debounce timer
+        self._flush(buf)
+
+    def _flush(self, buf: Buffer) -> None:
+        if buf.pending:
+            changes, buf.pending = buf.pending, []
+            self._send(buf, changes)
+
+    async def flush(self) -> None:
+        for buf in self.buffers.values():
+            self._flush(buf)
+
+    def _send(self, buf: Buffer, changes: list[lsp.TextDocumentContentChangeEvent]) -> None:
+        self.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                text_document=lsp.VersionedTextDocumentIdentifier(uri=buf.uri, version=buf.version),
+                content_changes=changes,
+            )
+        )
+
+    def _on_apply_edit(self, params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+        self._edit_arrived.set()
+        for change in params.edit.document_changes or []:
+            assert isinstance(change, lsp.TextDocumentEdit)
+            buf = self.buffers.get(change.text_document.uri)
+            if buf is None:
+                return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="not open")
+            if change.text_document.version != buf.version:
+                self.rejected += 1
+                if self.style == "neovim":
+                    return lsp.ApplyWorkspaceEditResult(applied=True)  # skipped, yet "applied"
+                return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="stale version")
+            index = LineIndex(buf.text)
+            spans = []
+            for edit in change.edits:
+                assert isinstance(edit, lsp.TextEdit)
+                start = index.offset_at(
+                    CPosition(edit.range.start.line, edit.range.start.character), self.encoding
+                )
+                end = index.offset_at(
+                    CPosition(edit.range.end.line, edit.range.end.character), self.encoding
+                )
+                spans.append((start, end, edit.new_text, edit.range))
+            # LSP: all ranges refer to the document before the edit; apply back to front.
+            for start, end, new_text, _ in sorted(spans, key=lambda s: s[0], reverse=True):
+                buf.text = buf.text[:start] + new_text + buf.text[end:]
+            echo: list[lsp.TextDocumentContentChangeEvent] = [
+                lsp.TextDocumentContentChangePartial(range=r, text=t)
+                for _, _, t, r in sorted(spans, key=lambda s: s[0], reverse=True)
+            ]
+            self.applied += 1
+            self._changed(buf, echo)
+        return lsp.ApplyWorkspaceEditResult(applied=True)
