@@ -71,6 +71,7 @@ class HuddleServer(LanguageServer):
         self._pump_scheduled = False
         self._presence_scheduled = False
         self._cursor: tuple[str, int, int] | None = None  # (path, anchor, head) in code points
+        self._focus: str | None = None  # the buffer the user last opened or typed in
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -139,6 +140,7 @@ class HuddleServer(LanguageServer):
             return
         buffer = Buffer(item.uri, path, item.version, item.text)
         self.buffers[item.uri] = buffer
+        self._focus = item.uri
         if self.session is not None:
             self._start_binding(buffer)
 
@@ -157,6 +159,9 @@ class HuddleServer(LanguageServer):
             if isinstance(existing, Text):
                 buffer.bind(existing, self.origin, self.encoding)
                 log.info("shared %s", buffer.path)
+                if self._focus == buffer.uri and (self._cursor or ("",))[0] != buffer.path:
+                    self._cursor = (buffer.path, 0, 0)  # where the user is now, until they type
+                    self.schedule_presence()
                 self.schedule_pump()
                 return
             if existing is not None:
@@ -181,6 +186,7 @@ class HuddleServer(LanguageServer):
             if self.path_of(uri) is not None:
                 log.warning("didChange for %s, which is not open: ignored", uri)
             return
+        self._focus = uri
         changes = to_changes(list(params.content_changes))
         try:
             buffer.change(params.text_document.version, changes)

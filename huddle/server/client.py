@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import jwt
 import pycrdt
 from pycrdt import Doc, Subscription, TransactionEvent
 from websockets.asyncio.client import ClientConnection, connect
@@ -66,7 +67,8 @@ class HubClient:
         self.room = room
         self.status = Status.CONNECTING
         self.status_reason = ""
-        self.read_only = False
+        # Informational only: the hub enforces the role whatever the client believes.
+        self.read_only = _claimed_role(token) == "read"
         self.synced = asyncio.Event()
         self.peers: dict[int, dict[str, Any]] = {}
         self._ssl = ssl_context
@@ -229,28 +231,34 @@ class HubClient:
     async def _run(self) -> None:
         attempt = 0
         while True:
+            closed: tuple[int | None, str] = (None, "")
             try:
                 async with connect(
                     self.url, ssl=self._ssl, compression=None, max_size=None, open_timeout=10
                 ) as ws:
                     attempt = 0
                     await self._session(ws)
-            except ConnectionClosed as closed:
-                rcvd = closed.rcvd
-                if rcvd is not None and 4400 <= rcvd.code < 4500:  # see CloseCode.permanent
-                    self._set_status(Status.REJECTED, rcvd.reason)
-                    log.error("hub refused %s: %s", self.room, rcvd.reason)
-                    return
+                closed = (ws.close_code, ws.close_reason or "")
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None:
+                    closed = (exc.rcvd.code, exc.rcvd.reason)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 log.debug("cannot reach the hub: %s", exc)
             except InvalidURI as exc:
                 self._set_status(Status.REJECTED, f"invalid hub URL: {exc}")
                 return
+            except Exception:  # a bug must not end the reconnect loop silently
+                log.exception("hub connection failed")
             finally:
                 self._ws = None
                 self.synced.clear()
                 self._fail_calls()
-            self._set_status(Status.RECONNECTING, "hub unreachable")
+            code, reason = closed
+            if code is not None and 4400 <= code < 4500:  # see CloseCode.permanent
+                self._set_status(Status.REJECTED, reason)
+                log.error("hub refused %s: %s", self.room, reason)
+                return
+            self._set_status(Status.RECONNECTING, reason or "hub unreachable")
             attempt += 1
             ceiling = min(self._max_backoff, self._min_backoff * 2**attempt)
             await asyncio.sleep(random.uniform(self._min_backoff / 2, ceiling))  # full jitter
@@ -271,7 +279,6 @@ class HubClient:
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
-        raise ConnectionClosed(ws.protocol.close_rcvd, ws.protocol.close_sent)
 
     async def _drain_outbox(self, ws: ClientConnection) -> None:
         while True:
@@ -307,10 +314,24 @@ class HubClient:
                 if self._on_awareness is not None:
                     self._on_awareness(self.peers)
             case wire.AuthDenied(reason):
-                self.read_only = True
                 log.warning("hub: %s", reason)
+                if not self.read_only:
+                    self.read_only = True
+                    self._set_status(self.status, reason)
             case wire.HuddleMessage(payload):
                 self._on_rpc(payload)
             case wire.QueryAwareness():
                 if self._local_state is not None:
                     self._send_presence()
+
+
+def _claimed_role(token: str | None) -> str | None:
+    """The role a token claims, read without verifying it (only the hub can verify)."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    role = claims.get("role")
+    return role if isinstance(role, str) else None

@@ -1,0 +1,662 @@
+"""Fan-out: N clients in one room, each sending small text updates 10 times a second.
+
+For every N and every server (the hub, and ``y-websocket@1.5.4``'s reference ``bin/server.js``
+as the peer) this starts the server on a free port with a fresh data directory, runs the load
+generator (``node/loadgen.mjs``: N stock Yjs clients in one Node process), samples the
+server's CPU time and memory from ``/proc`` over the measured window, and stops the server.
+The cases alternate between servers so that both see the same machine in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
+
+HUDDLE = "huddle"
+NODE_SERVER = "y-websocket@1.5.4"
+SERVERS = (HUDDLE, NODE_SERVER)
+ROOM = "bench"
+NODE_DIR = ROOT / "benchmarks" / "node"
+LOADGEN = NODE_DIR / "loadgen.mjs"
+NODE_SERVER_JS = NODE_DIR / "node_modules" / "y-websocket" / "bin" / "server.js"
+CLIENTS_DIR = ROOT / "tests" / "node"
+THROUGHPUT_TOLERANCE = 0.01  # delivered/s within 1 % counts as equal: window-edge jitter
+P99_TARGET_MS = 10.0
+P99_TARGET_CLIENTS = 10
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutOptions:
+    clients: tuple[int, ...] = (10, 50, 100)
+    rate: float = 10.0
+    warmup: float = 3.0
+    duration: float = 10.0
+    grace: float = 5.0
+    servers: tuple[str, ...] = SERVERS
+
+
+FULL = FanoutOptions()
+QUICK = FanoutOptions(warmup=1.0, duration=3.0, grace=3.0)
+
+
+# -- /proc sampling ------------------------------------------------------------------------
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads), from /proc/PID/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) ticks over all cores, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def background_busy_percent(seconds: float = 1.0) -> float:
+    """How busy the machine is with nothing of ours running: other work skews the results."""
+    busy0, total0 = machine_cpu_ticks()
+    time.sleep(seconds)  # a measurement interval
+    busy1, total1 = machine_cpu_ticks()
+    return round(100 * (busy1 - busy0) / max(1, total1 - total0), 1)
+
+
+def process_memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of ``pid`` in MiB, from /proc/PID/status."""
+    kb: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            kb[key] = int(value.split()[0])
+    return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    wall: float
+    server: float
+    loadgen: float
+    machine_busy: int
+    machine_total: int
+
+    @classmethod
+    def take(cls, server_pid: int, loadgen_pid: int) -> CpuSnapshot:
+        busy, total = machine_cpu_ticks()
+        return cls(
+            time.monotonic(),
+            process_cpu_seconds(server_pid),
+            process_cpu_seconds(loadgen_pid),
+            busy,
+            total,
+        )
+
+
+# -- child processes -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Child:
+    """A subprocess whose stdout lines are read on a thread into a queue (None at EOF)."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_file: IO[str] = log.open("w")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            text=True,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the children
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"{name} stdout", daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next_line(self, deadline: float, waiting_for: str) -> str:
+        try:
+            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise BenchmarkError(
+                f"{self.name}: no {waiting_for} in time\n{_tail(self.log)}"
+            ) from None
+        if line is None:
+            self.proc.wait()
+            raise BenchmarkError(
+                f"{self.name} exited (status {self.proc.returncode}) before {waiting_for}\n"
+                f"{_tail(self.log)}"
+            )
+        return line
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        self._log_file.close()
+
+
+@contextmanager
+def running_server(server: str, port: int, workdir: Path, timeout: float = 60.0) -> Iterator[Child]:
+    """Start ``server`` on 127.0.0.1:``port`` and yield once it says it listens."""
+    env = dict(os.environ)
+    if server == HUDDLE:
+        argv = [
+            sys.executable,
+            "-m",
+            "huddle.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(workdir / "data"),
+        ]
+        ready = re.compile(r"^huddle hub on ")
+    elif server == NODE_SERVER:
+        argv = [node_binary(), str(NODE_SERVER_JS)]
+        env.update(HOST="127.0.0.1", PORT=str(port))
+        env.pop("YPERSISTENCE", None)  # in memory, like the hub's doc; no LevelDB
+        ready = re.compile(r"^running at ")
+    else:
+        raise BenchmarkError(f"unknown server {server!r}; known: {', '.join(SERVERS)}")
+    child = Child(server, argv, env, workdir / "server.log")
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.search(child.next_line(deadline, "ready line")):
+            pass
+        yield child
+    finally:
+        child.stop(signal.SIGTERM)
+
+
+class Loadgen(Child):
+    def expect(self, event: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next_line(deadline, f"'{event}' event")
+            try:
+                message: dict[str, Any] = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # stray output from a library: not ours
+            if message.get("event") == "error":
+                raise BenchmarkError(f"load generator failed: {message.get('error')}")
+            if message.get("event") == event:
+                return message
+
+
+def node_binary() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise BenchmarkError("Node.js is needed for the fan-out benchmark (node not on PATH)")
+    return node
+
+
+# -- one case ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    server: str
+    clients: int
+    sent: int
+    offered_per_s: float
+    expected_deliveries: int
+    delivered: int
+    missing: int
+    delivered_per_s: float
+    latency_ms: dict[str, float | None]
+    server_cpu_percent: float
+    server_rss_mb: float
+    server_peak_rss_mb: float
+    loadgen_cpu_percent: float
+    loadgen_event_loop_utilization: float
+    machine_busy_percent: float
+    background_busy_percent: float
+    updates_per_event: float | None
+    connect_s: float
+    drain_s: float
+    loadgen: dict[str, Any] = field(repr=False)
+
+    @property
+    def p99(self) -> float:
+        value = self.latency_ms.get("p99")
+        return float("inf") if value is None else value
+
+
+def issue_tokens(data_dir: Path, clients: int) -> list[str]:
+    # Imported here so that the benchmarks package loads without the hub installed.
+    from huddle.server.auth import Role, TokenSigner
+
+    signer = TokenSigner.for_data_dir(data_dir)
+    return [signer.issue(ROOM, f"bench{i}", Role.EDIT, timedelta(hours=1)) for i in range(clients)]
+
+
+def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
+    background = background_busy_percent()
+    with tempfile.TemporaryDirectory(prefix=f"huddle-fanout-{clients}-") as tmp:
+        workdir = Path(tmp)
+        tokens = issue_tokens(workdir / "data", clients) if server == HUDDLE else None
+        port = free_port()
+        config = {
+            "url": f"ws://127.0.0.1:{port}",
+            "room": ROOM,
+            "clients": clients,
+            "tokens": tokens,
+            "rate": options.rate,
+            "warmup": options.warmup,
+            "duration": options.duration,
+            "grace": options.grace,
+            "clientsDir": str(CLIENTS_DIR),
+        }
+        config_path = workdir / "loadgen.json"
+        config_path.write_text(json.dumps(config))
+        with running_server(server, port, workdir) as srv:
+            loadgen = Loadgen(
+                "load generator",
+                [node_binary(), str(LOADGEN), str(config_path)],
+                os.environ,
+                workdir / "loadgen.log",
+            )
+            try:
+                loadgen.expect("ready", timeout=120)
+                loadgen.expect("measure_start", timeout=options.warmup + 30)
+                before = CpuSnapshot.take(srv.pid, loadgen.pid)
+                loadgen.expect("measure_end", timeout=options.duration + 30)
+                after = CpuSnapshot.take(srv.pid, loadgen.pid)
+                rss, peak = process_memory_mb(srv.pid)
+                result = loadgen.expect("result", timeout=options.grace + 60)
+            finally:
+                loadgen.stop()
+    wall = after.wall - before.wall
+    machine_total = max(1, after.machine_total - before.machine_total)
+    return CaseResult(
+        server=server,
+        clients=clients,
+        sent=result["sent"],
+        offered_per_s=result["offered_per_s"],
+        expected_deliveries=result["expected_deliveries"],
+        delivered=result["delivered"],
+        missing=result["missing"],
+        delivered_per_s=result["delivered_per_s"],
+        latency_ms=result["latency_ms"],
+        server_cpu_percent=round(100 * (after.server - before.server) / wall, 1),
+        server_rss_mb=round(rss, 1),
+        server_peak_rss_mb=round(peak, 1),
+        loadgen_cpu_percent=round(100 * (after.loadgen - before.loadgen) / wall, 1),
+        loadgen_event_loop_utilization=result["loadgen_event_loop_utilization"],
+        machine_busy_percent=round(
+            100 * (after.machine_busy - before.machine_busy) / machine_total, 1
+        ),
+        background_busy_percent=background,
+        updates_per_event=result["updates_per_event"],
+        connect_s=result["connect_s"],
+        drain_s=result["drain_s"],
+        loadgen=result,
+    )
+
+
+# -- verdict -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    target: str
+    met: bool
+    detail: str
+
+
+def evaluate(cases: list[CaseResult]) -> list[Check]:
+    by_key = {(c.server, c.clients): c for c in cases}
+    checks: list[Check] = []
+    for n in sorted({c.clients for c in cases}):
+        hub, peer = by_key.get((HUDDLE, n)), by_key.get((NODE_SERVER, n))
+        if hub is None or peer is None:
+            continue
+        checks.append(
+            Check(
+                f"N={n}: throughput >= {NODE_SERVER}",
+                hub.delivered_per_s >= peer.delivered_per_s * (1 - THROUGHPUT_TOLERANCE),
+                f"{hub.delivered_per_s:,.0f}/s vs {peer.delivered_per_s:,.0f}/s",
+            )
+        )
+        checks.append(
+            Check(
+                f"N={n}: p99 <= {NODE_SERVER}'s p99",
+                hub.p99 <= peer.p99,
+                f"{_ms(hub.latency_ms.get('p99'))} ms vs {_ms(peer.latency_ms.get('p99'))} ms",
+            )
+        )
+    hub_small = by_key.get((HUDDLE, P99_TARGET_CLIENTS))
+    if hub_small is not None:
+        checks.append(
+            Check(
+                f"N={P99_TARGET_CLIENTS}: p99 < {P99_TARGET_MS:g} ms",
+                hub_small.p99 < P99_TARGET_MS,
+                f"{_ms(hub_small.latency_ms.get('p99'))} ms",
+            )
+        )
+    for case in cases:
+        if case.server == HUDDLE:
+            checks.append(
+                Check(
+                    f"N={case.clients}: every update delivered",
+                    case.missing == 0,
+                    f"{case.missing:,} of {case.expected_deliveries:,} missing",
+                )
+            )
+    return checks
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _package_version(package_dir: Path) -> str:
+    try:
+        return str(json.loads((package_dir / "package.json").read_text())["version"])
+    except (OSError, KeyError, ValueError):
+        return "?"
+
+
+def environment() -> dict[str, Any]:
+    def output(*argv: str) -> str:
+        try:
+            return subprocess.run(
+                argv, cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+
+    clients = CLIENTS_DIR / "node_modules"
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": output("git", "describe", "--always", "--dirty", "--abbrev=12"),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "node": output(node_binary(), "--version"),
+        "clients": {
+            "yjs": _package_version(clients / "yjs"),
+            "y-websocket": _package_version(clients / "y-websocket"),
+            "ws": _package_version(clients / "ws"),
+        },
+        "reference_server": {
+            "y-websocket": _package_version(NODE_DIR / "node_modules" / "y-websocket"),
+            "yjs": _package_version(NODE_DIR / "node_modules" / "yjs"),
+            "ws": _package_version(NODE_DIR / "node_modules" / "ws"),
+        },
+        "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def markdown(
+    cases: list[CaseResult], checks: list[Check], options: FanoutOptions, env: dict[str, Any]
+) -> str:
+    clients = env["clients"]
+    lines = [
+        "# Fan-out benchmark",
+        "",
+        f"N clients in one room, each inserting a small token (`|sender:seq|`) at the end of "
+        f"one shared `Y.Text` {options.rate:g} times a second: stock yjs {clients['yjs']} + "
+        f"y-websocket {clients['y-websocket']} clients, all in one Node process "
+        f"({options.warmup:g} s warmup, {options.duration:g} s measured).",
+        "",
+        "- *offered/s*: updates sent per second times N - 1 receivers (what a server that "
+        "loses nothing delivers); *delivered/s*: (update, receiving client) pairs received in "
+        "the measured window, per second.",
+        "- *p50/p99/max*: receive time minus send time on the load generator's clock, for the "
+        f"updates sent in the window; *missing*: of those, deliveries not arrived "
+        f"{options.grace:g} s after the window.",
+        "- *upd/msg*: updates per remote text change a client applied (above 1 where the "
+        "server merges updates into fewer messages).",
+        "- *CPU %*: the server process's CPU time over the window (100 % = one core); "
+        "*RSS*: at the window's end (peak since start); *loadgen CPU %*: the same for the "
+        "load generator; *machine %*: all cores busy over the window; *background %*: all "
+        "cores busy in the second before the case started (work that is not ours).",
+        "",
+        f"Run {env['date']} at commit `{env['commit']}` on {env['cpus']} x {env['cpu_model']}, "
+        f"Python {env['python']}, Node {env['node']}; reference server y-websocket "
+        f"{env['reference_server']['y-websocket']} `bin/server.js` (in memory).",
+        "",
+        "| server | N | offered/s | delivered/s | missing | p50 ms | p99 ms | max ms "
+        "| upd/msg | CPU % | RSS MB (peak) | loadgen CPU % | machine % | background % |",
+        "| --- |" + " ---: |" * 13,
+    ]
+    for c in cases:
+        lat = c.latency_ms
+        lines.append(
+            f"| {c.server} | {c.clients} | {c.offered_per_s * (c.clients - 1):,.0f} "
+            f"| {c.delivered_per_s:,.0f} | {c.missing:,} | {_ms(lat.get('p50'))} "
+            f"| {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} "
+            f"| {c.updates_per_event or 0:.1f} | {c.server_cpu_percent:.0f} "
+            f"| {c.server_rss_mb:.0f} ({c.server_peak_rss_mb:.0f}) "
+            f"| {c.loadgen_cpu_percent:.0f} | {c.machine_busy_percent:.0f} "
+            f"| {c.background_busy_percent:.0f} |"
+        )
+    lines += [
+        "",
+        *_warnings(cases),
+        "## Targets",
+        "",
+        f"Throughput within {THROUGHPUT_TOLERANCE:.0%} of the reference counts as equal "
+        "(deliveries in flight at the window's edges).",
+        "",
+    ]
+    lines += [f"- {'met' if c.met else '**not met**'}: {c.target} ({c.detail})" for c in checks]
+    verdict = "yes" if checks and all(c.met for c in checks) else "no"
+    lines += ["", f"**All targets met: {verdict}**", ""]
+    return "\n".join(lines)
+
+
+BACKGROUND_WARN_PERCENT = 10.0
+LOADGEN_SATURATED_PERCENT = 85.0
+
+
+def _warnings(cases: list[CaseResult]) -> list[str]:
+    notes: list[str] = []
+    busy = [c for c in cases if c.background_busy_percent > BACKGROUND_WARN_PERCENT]
+    if busy:
+        notes += [
+            f"**Warning**: other work kept the machine up to "
+            f"{max(c.background_busy_percent for c in busy):.0f} % busy before "
+            f"{len(busy)} of the cases; rerun on a quiet machine.",
+            "",
+        ]
+    saturated = [c for c in cases if c.loadgen_cpu_percent > LOADGEN_SATURATED_PERCENT]
+    if saturated:
+        which = ", ".join(f"{c.server} N={c.clients}" for c in saturated)
+        notes += [
+            f"**Note**: the load generator (one single-threaded Node process) was saturated "
+            f"(> {LOADGEN_SATURATED_PERCENT:.0f} % of a core) in: {which}. There the clients, "
+            "not the server, set the pace: sends fall behind the 10/s schedule and latency "
+            "includes the clients' own queueing.",
+            "",
+        ]
+    return notes
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    def ints(text: str) -> tuple[int, ...]:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+        if not values or min(values) < 2:
+            raise argparse.ArgumentTypeError("a comma-separated list of client counts >= 2")
+        return values
+
+    def servers(text: str) -> tuple[str, ...]:
+        names = tuple(v.strip() for v in text.split(",") if v.strip())
+        unknown = [n for n in names if n not in SERVERS]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(SERVERS)}")
+        return names
+
+    group.add_argument(
+        "--fanout-clients",
+        type=ints,
+        metavar="N,N,...",
+        help=f"client counts (default {','.join(map(str, FULL.clients))})",
+    )
+    group.add_argument(
+        "--fanout-servers",
+        type=servers,
+        metavar="NAME,...",
+        help=f"servers to run (default {','.join(SERVERS)})",
+    )
+    group.add_argument(
+        "--fanout-rate",
+        type=float,
+        metavar="HZ",
+        help=f"updates per second per client (default {FULL.rate:g})",
+    )
+    group.add_argument(
+        "--fanout-warmup",
+        type=float,
+        metavar="S",
+        help=f"seconds before measuring (default {FULL.warmup:g}, quick {QUICK.warmup:g})",
+    )
+    group.add_argument(
+        "--fanout-duration",
+        type=float,
+        metavar="S",
+        help=f"measured seconds (default {FULL.duration:g}, quick {QUICK.duration:g})",
+    )
+    group.add_argument(
+        "--fanout-grace",
+        type=float,
+        metavar="S",
+        help=f"seconds to wait for late deliveries (default {FULL.grace:g})",
+    )
+
+
+def options_from(settings: Settings, args: argparse.Namespace) -> FanoutOptions:
+    options = QUICK if settings.quick else FULL
+    overrides: dict[str, Any] = {}
+    for name in ("clients", "servers", "rate", "warmup", "duration", "grace"):
+        value = getattr(args, f"fanout_{name}", None)
+        if value is not None:
+            overrides[name] = value
+    return replace(options, **overrides)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> str:
+    options = options_from(settings, args)
+    if not NODE_SERVER_JS.exists() and NODE_SERVER in options.servers:
+        raise BenchmarkError(f"{NODE_SERVER_JS} is missing: run ./dev setup")
+    env = environment()
+    cases: list[CaseResult] = []
+    for clients in options.clients:
+        for server in options.servers:
+            print(f"[fanout] {server}, {clients} clients ...", file=sys.stderr, flush=True)
+            case = run_case(server, clients, options)
+            print(
+                f"[fanout]   {case.delivered_per_s:,.0f} delivered/s, "
+                f"p50 {_ms(case.latency_ms.get('p50'))} ms, "
+                f"p99 {_ms(case.latency_ms.get('p99'))} ms, {case.missing} missing, "
+                f"server CPU {case.server_cpu_percent:.0f} %",
+                file=sys.stderr,
+                flush=True,
+            )
+            cases.append(case)
+    checks = evaluate(cases)
+    text = markdown(cases, checks, options, env)
+    stem = "fanout-quick" if settings.quick else "fanout"
+    report = {
+        "benchmark": "fanout",
+        "quick": settings.quick,
+        "options": asdict(options),
+        "environment": env,
+        "cases": [asdict(c) for c in cases],
+        "targets": [asdict(c) for c in checks],
+        "all_targets_met": bool(checks) and all(c.met for c in checks),
+    }
+    _write(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    _write(settings.results_dir / f"{stem}.md", text)
+    return text
+
+
+BENCHMARK = Benchmark(
+    name="fanout",
+    help="N clients in one room, hub vs the reference Node y-websocket server",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,0 +1,797 @@
+"""The per-buffer bridge: one editor buffer (spoken to over LSP) <-> one ``pycrdt.Text``.
+
+Pure and synchronous: no I/O, no asyncio, no LSP library. The language server feeds it the
+editor's ``didChange`` notifications and the answers to ``workspace/applyEdit``; the bridge
+observes the ``Text`` itself for remote changes and hands back the edits the editor must apply.
+
+Usage (the caller owns the ``Doc``; ``origin`` marks the bridge's own transactions)::
+
+    bridge = Bridge(text, origin=token, version=did_open.version, editor_text=did_open.text,
+                    encoding=negotiated)
+    bridge.local_change(did_change.version, [TextChange(range, text), ...])
+    edit = bridge.next_apply_edit()        # after every call above and after remote updates
+    if edit: send applyEdit(VersionedTextDocumentIdentifier(uri, edit.version), edit.edits)
+    bridge.edit_result(edit.id, applied)   # the answer; see below for errors and timeouts
+    bridge.check()                         # now and then: the safety net, counts ``repairs``
+
+Model
+-----
+Three texts: the editor's buffer, the bridge's ``shadow`` of it (the text at the version of the
+last ``didChange``), and the CRDT text ``C``. Offsets are code points; :class:`TextOp`
+(ot.js-style retain/insert/delete over the whole text) is the change algebra, and
+:func:`transform` satisfies ``a . b' == b . a'`` for ``(a', b') = transform(a, b)``.
+This is client/server OT with the editor as the client and the CRDT replica as the server
+(Teamtype's editor-revision layer), except that an LSP editor cannot tag its changes with our
+revision: the LSP document ``version`` and the buffer's content stand in for it.
+
+``queued`` is the change the editor has not been sent yet. At most one ``applyEdit`` is in
+flight (``sent``, computed on the shadow at version ``V`` — call that text ``E_V``).
+
+Invariants
+----------
+I1. The mirror (a :class:`LineIndex` of ``C`` used for byte offsets) equals ``str(text)``.
+I2. Idle: ``queued.apply(shadow) == str(text)``.
+I3. In flight: ``queued.apply(sent.apply(E_V)) == str(text)``; ``shadow == E_V`` followed by
+    the buffered editor changes, which are NOT yet in the CRDT.
+I4. Every character the user typed reaches the CRDT exactly once: a buffered change is either
+    recognised as the echo of ``sent`` (and dropped: its text is already in the CRDT) or fed
+    to the CRDT transformed over what the editor had not seen.
+
+Events
+------
+- Remote change ``R`` (a ``TextEvent`` whose origin is not ours; its delta counts UTF-8
+  bytes, converted through the mirror): ``queued = queued . R``.
+- ``didChange`` while idle: each change ``u`` (on the shadow) becomes
+  ``(u', queued') = transform(u, queued)``; ``u'`` goes into the CRDT inside one transaction
+  with ``origin`` per notification. Editors send several changes per notification (Neovim
+  batches for 150 ms) and versions may jump: the version is only recorded, never predicted.
+- ``next_apply_edit``: sends ``queued`` as simultaneous, non-overlapping ``TextEdit``\\ s on the
+  shadow at ``version`` (an edit boundary between ``\\r`` and ``\\n`` is widened to the whole
+  CRLF, which LSP can address); ``queued`` becomes empty and the edit is in flight.
+- ``didChange`` while in flight: changes are applied to the shadow and buffered. An editor
+  that checks versions applies ``sent`` only to ``E_V``, so if it applied it, the echo is the
+  FIRST thing after ``V``. After each buffered change the bridge asks whether the shadow now
+  equals ``sent.apply(E_V)`` (compared through an op from the shadow, so the cost is that of
+  the changed regions, not of the file). It compares text, not change lists, because Neovim
+  reports an applied edit as its own line diff. Editors also rewrite line breaks in the text
+  they insert (VS Code to the document's EOL, Neovim to its fileformat): the all-``\\n`` and
+  all-``\\r\\n`` variants of ``sent`` are accepted too, and the rewrite is then fed to the CRDT
+  as the editor's own edit. On a match the changes so far were the echo: the edit is applied,
+  and the rest of the notification is user typing on top of it.
+- The answer: ``applied: false`` (VS Code on a stale version) means not applied. ``applied:
+  true`` is not trusted (Neovim says it for edits it skipped as stale): if changes that were not
+  the echo already arrived, the edit was not applied; if none arrived yet, the echo must be in
+  the next notification (Neovim sends it debounced, after its answer) — if that one is not it,
+  the edit was skipped.
+- Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
+  buffered changes are fed to the CRDT as user typing, transformed as above.
+
+``check()`` verifies I1 (and I2 when idle) in O(n). A mirror that differs from the CRDT is
+treated as a missed remote change; a queue that does not lead from the shadow to the CRDT is
+replaced by the diff that does (the CRDT wins: every applied keystroke is already in it). Each
+repair increments ``repairs``; in a correct run it stays 0.
+
+Limitations
+-----------
+- Keystrokes typed while an edit is in flight reach the CRDT when the answer (or, for Neovim,
+  the echo) arrives: one round trip later.
+- A user who keeps typing faster than the round trip keeps VS Code rejecting our edits; remote
+  changes then show up in the first pause.
+- An editor that ignores the version of a versioned edit and applies it to a newer buffer
+  breaks the model (the echo is not recognised and its text is duplicated).
+- Two editors that insist on different line-break styles for the same file will rewrite each
+  other's line breaks back and forth.
+- ``applied: true`` from an editor that then never sends another ``didChange`` (it skipped the
+  edit without any pending change) leaves the edit in flight; no editor we know does that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Subscription, Text, TextEvent
+
+from huddle.collab.errors import CollabError
+from huddle.collab.positions import LineIndex, PositionEncoding, Range
+
+__all__ = [
+    "ApplyEdit",
+    "Bridge",
+    "BridgeError",
+    "Edit",
+    "TextChange",
+    "TextEdit",
+    "TextOp",
+    "diff",
+    "transform",
+]
+
+
+class BridgeError(CollabError):
+    """A change the bridge cannot represent (e.g. a non-text item in a ``Text``)."""
+
+
+# --- the change algebra -----------------------------------------------------------------------
+
+Component = int | str
+"""``n > 0`` keeps ``n`` code points, ``n < 0`` deletes ``-n``, a ``str`` inserts itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace code points ``[start, end)`` with ``text``."""
+
+    start: int
+    end: int
+    text: str
+
+
+def _retain(parts: list[Component], n: int) -> None:
+    if n <= 0:
+        return
+    if parts and isinstance(parts[-1], int) and parts[-1] > 0:
+        parts[-1] += n
+    else:
+        parts.append(n)
+
+
+def _insert(parts: list[Component], s: str) -> None:
+    if not s:
+        return
+    if parts and isinstance(parts[-1], str):
+        parts[-1] += s
+    elif parts and isinstance(parts[-1], int) and parts[-1] < 0:
+        # Canonical order: an insert goes before an adjacent delete.
+        if len(parts) > 1 and isinstance(parts[-2], str):
+            parts[-2] += s
+        else:
+            parts.insert(len(parts) - 1, s)
+    else:
+        parts.append(s)
+
+
+def _delete(parts: list[Component], n: int) -> None:
+    if n <= 0:
+        return
+    if parts and isinstance(parts[-1], int) and parts[-1] < 0:
+        parts[-1] -= n
+    else:
+        parts.append(-n)
+
+
+def _push(parts: list[Component], part: Component) -> None:
+    if isinstance(part, str):
+        _insert(parts, part)
+    elif part > 0:
+        _retain(parts, part)
+    else:
+        _delete(parts, -part)
+
+
+class TextOp:
+    """A change of a whole text: a sequence of retain / insert / delete components.
+
+    ``base_length`` is the length of the text it applies to, ``target_length`` of the result.
+    Immutable; components are normalised (merged, an insert before an adjacent delete).
+    """
+
+    __slots__ = ("base_length", "parts", "target_length")
+
+    parts: tuple[Component, ...]
+    base_length: int
+    target_length: int
+
+    def __init__(self, parts: Iterable[Component] = ()) -> None:
+        built: list[Component] = []
+        for part in parts:
+            _push(built, part)
+        self.parts = tuple(built)
+        base = target = 0
+        for part in built:
+            if isinstance(part, str):
+                target += len(part)
+            elif part > 0:
+                base += part
+                target += part
+            else:
+                base -= part
+        self.base_length = base
+        self.target_length = target
+
+    @classmethod
+    def identity(cls, length: int) -> TextOp:
+        return cls((length,))
+
+    @classmethod
+    def from_edit(cls, length: int, start: int, end: int, text: str) -> TextOp:
+        """Replace ``[start, end)`` of a text of ``length`` code points with ``text``."""
+        if not 0 <= start <= end <= length:
+            raise BridgeError(f"edit {start}..{end} is not inside 0..{length}")
+        return cls((start, text, start - end, length - end))
+
+    @classmethod
+    def from_edits(cls, length: int, edits: Sequence[Edit]) -> TextOp:
+        """Simultaneous edits, sorted by position and not overlapping, as one op."""
+        parts: list[Component] = []
+        pos = 0
+        for edit in edits:
+            if edit.start < pos or edit.end < edit.start or edit.end > length:
+                raise BridgeError("edits must be sorted, non-overlapping and inside the text")
+            _retain(parts, edit.start - pos)
+            _insert(parts, edit.text)
+            _delete(parts, edit.end - edit.start)
+            pos = edit.end
+        _retain(parts, length - pos)
+        return cls(parts)
+
+    @property
+    def is_noop(self) -> bool:
+        return all(isinstance(part, int) and part > 0 for part in self.parts)
+
+    def apply(self, text: str) -> str:
+        if len(text) != self.base_length:
+            raise BridgeError(f"op for {self.base_length} code points applied to {len(text)}")
+        out: list[str] = []
+        pos = 0
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif part > 0:
+                out.append(text[pos : pos + part])
+                pos += part
+            else:
+                pos -= part
+        return "".join(out)
+
+    def edits(self) -> list[Edit]:
+        """The op as simultaneous edits on its base text (sorted, separated by kept text)."""
+        result: list[Edit] = []
+        pos = 0
+        start: int | None = None
+        inserted = ""
+        for part in self.parts:
+            if isinstance(part, int) and part > 0:
+                if start is not None:
+                    result.append(Edit(start, pos, inserted))
+                    start, inserted = None, ""
+                pos += part
+                continue
+            if start is None:
+                start = pos
+            if isinstance(part, str):
+                inserted += part
+            else:
+                pos -= part
+        if start is not None:
+            result.append(Edit(start, pos, inserted))
+        return result
+
+    def compose(self, other: TextOp) -> TextOp:
+        """The op that does ``self`` then ``other``."""
+        if self.target_length != other.base_length:
+            raise BridgeError(
+                f"cannot compose: first op yields {self.target_length}, "
+                f"second expects {other.base_length}"
+            )
+        out: list[Component] = []
+        first, second = list(self.parts), list(other.parts)
+        i = j = 0
+        a: Component | None = first[0] if first else None
+        b: Component | None = second[0] if second else None
+
+        def next_a() -> Component | None:
+            nonlocal i
+            i += 1
+            return first[i] if i < len(first) else None
+
+        def next_b() -> Component | None:
+            nonlocal j
+            j += 1
+            return second[j] if j < len(second) else None
+
+        while a is not None or b is not None:
+            if isinstance(a, int) and a < 0:
+                _delete(out, -a)
+                a = next_a()
+                continue
+            if isinstance(b, str):
+                _insert(out, b)
+                b = next_b()
+                continue
+            if a is None or b is None:
+                raise BridgeError("compose: ops do not line up")
+            if isinstance(a, int):  # retain a
+                assert isinstance(b, int)
+                if b > 0:
+                    n = min(a, b)
+                    _retain(out, n)
+                    a = a - n or next_a()
+                    b = b - n or next_b()
+                else:
+                    n = min(a, -b)
+                    _delete(out, n)
+                    a = a - n or next_a()
+                    b = b + n or next_b()
+            else:  # insert a
+                assert isinstance(b, int)
+                if b > 0:
+                    n = min(len(a), b)
+                    _insert(out, a[:n])
+                    a = a[n:] or next_a()
+                    b = b - n or next_b()
+                else:
+                    n = min(len(a), -b)
+                    a = a[n:] or next_a()
+                    b = b + n or next_b()
+        return TextOp(out)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TextOp) and self.parts == other.parts
+
+    def __hash__(self) -> int:
+        return hash(self.parts)
+
+    def __repr__(self) -> str:
+        return f"TextOp({list(self.parts)!r})"
+
+
+def transform(a: TextOp, b: TextOp) -> tuple[TextOp, TextOp]:
+    """Concurrent ops on one text -> ``(a', b')`` with ``a.compose(b') == b.compose(a')``
+    in effect. At the same position ``a``'s insert goes first; text deleted by both is
+    deleted once."""
+    if a.base_length != b.base_length:
+        raise BridgeError(
+            f"cannot transform ops on {a.base_length} and {b.base_length} code points"
+        )
+    a_out: list[Component] = []
+    b_out: list[Component] = []
+    first, second = list(a.parts), list(b.parts)
+    i = j = 0
+    x: Component | None = first[0] if first else None
+    y: Component | None = second[0] if second else None
+
+    def next_x() -> Component | None:
+        nonlocal i
+        i += 1
+        return first[i] if i < len(first) else None
+
+    def next_y() -> Component | None:
+        nonlocal j
+        j += 1
+        return second[j] if j < len(second) else None
+
+    while x is not None or y is not None:
+        if isinstance(x, str):
+            _insert(a_out, x)
+            _retain(b_out, len(x))
+            x = next_x()
+            continue
+        if isinstance(y, str):
+            _retain(a_out, len(y))
+            _insert(b_out, y)
+            y = next_y()
+            continue
+        if x is None or y is None:
+            raise BridgeError("transform: ops do not line up")
+        if x > 0 and y > 0:
+            n = min(x, y)
+            _retain(a_out, n)
+            _retain(b_out, n)
+            x = x - n or next_x()
+            y = y - n or next_y()
+        elif x < 0 and y < 0:
+            n = min(-x, -y)
+            x = x + n or next_x()
+            y = y + n or next_y()
+        elif x < 0:  # a deletes what b keeps
+            n = min(-x, y)
+            _delete(a_out, n)
+            x = x + n or next_x()
+            y = y - n or next_y()
+        else:  # a keeps what b deletes
+            n = min(x, -y)
+            _delete(b_out, n)
+            x = x - n or next_x()
+            y = y + n or next_y()
+    return TextOp(a_out), TextOp(b_out)
+
+
+def diff(old: str, new: str) -> TextOp:
+    """One replace from ``old`` to ``new``: everything between the common prefix and suffix."""
+    limit = min(len(old), len(new))
+    start = 0
+    while start < limit and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < limit - start and old[len(old) - 1 - end] == new[len(new) - 1 - end]:
+        end += 1
+    return TextOp.from_edit(len(old), start, len(old) - end, new[start : len(new) - end])
+
+
+# --- editor-facing messages -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextChange:
+    """One ``contentChanges`` entry of ``didChange``; ``range=None`` replaces the whole text."""
+
+    range: Range | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextEdit:
+    range: Range
+    new_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyEdit:
+    """A ``workspace/applyEdit`` to send: ``edits`` for the buffer at ``version`` (send them as
+    one ``TextDocumentEdit`` with a ``VersionedTextDocumentIdentifier``). ``id`` goes back
+    into :meth:`Bridge.edit_result`."""
+
+    id: int
+    version: int
+    edits: tuple[TextEdit, ...]
+
+
+# --- the bridge -------------------------------------------------------------------------------
+
+_EOL = re.compile(r"\r\n|\r|\n")
+_EOL_TOKENS = re.compile(r"(\r\n|\r|\n)")
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """One text the editor may produce by applying the edit in flight."""
+
+    pending: TextOp  # from the current shadow to that text
+    correction: TextOp | None  # from sent.apply(E_V) to that text (line breaks rewritten)
+
+
+@dataclass(slots=True)
+class _Flight:
+    id: int
+    sent: TextOp  # on E_V
+    candidates: list[_Candidate]
+    changes: list[TextOp] = field(default_factory=list)  # buffered, each on the text before it
+    answered: bool = False  # "applied: true" (or no answer) came with nothing buffered
+
+
+class Bridge:
+    """Keeps one editor buffer and one ``pycrdt.Text`` in step. See the module docstring."""
+
+    def __init__(
+        self,
+        text: Text,
+        *,
+        origin: Hashable,
+        version: int,
+        encoding: PositionEncoding = PositionEncoding.UTF16,
+        editor_text: str | None = None,
+    ) -> None:
+        """``text`` must be integrated in a ``Doc``. ``editor_text`` is the buffer the editor
+        opened with (``didOpen``); when it differs from the CRDT, the first
+        :meth:`next_apply_edit` turns it into the CRDT text."""
+        if origin is None:
+            raise BridgeError("the bridge needs an origin to tell its own changes apart")
+        self.origin = origin
+        self.encoding = encoding
+        self.version = version
+        self.repairs = 0
+        self._text = text
+        self._doc = text.doc
+        current = str(text)
+        self._mirror = LineIndex(current)
+        start = current if editor_text is None else editor_text
+        self._shadow = LineIndex(start)
+        self._queued = diff(start, current)
+        self._flight: _Flight | None = None
+        self._last_id = 0
+        self._subscription: Subscription | None = text.observe(self._on_event)
+
+    # --- state --------------------------------------------------------------------------------
+
+    @property
+    def shadow(self) -> str:
+        """The editor's text as of the last ``didChange`` (O(n))."""
+        return self._shadow.text
+
+    @property
+    def shadow_index(self) -> LineIndex:
+        """The shadow as a :class:`LineIndex`, for converting the editor's positions. Read only."""
+        return self._shadow
+
+    @property
+    def in_flight(self) -> bool:
+        return self._flight is not None
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether remote changes wait for the editor (sent or not)."""
+        return self._flight is not None or not self._queued.is_noop
+
+    def close(self) -> None:
+        if self._subscription is not None:
+            self._text.unobserve(self._subscription)
+            self._subscription = None
+
+    # --- editor -> CRDT -----------------------------------------------------------------------
+
+    def local_change(self, version: int, changes: Sequence[TextChange]) -> None:
+        """A ``didChange``: ``changes`` in order, each on the text the previous one produced."""
+        with self._doc.transaction(origin=self.origin):
+            for change in changes:
+                self._editor_change(change)
+            self.version = version
+            flight = self._flight
+            if flight is not None and flight.answered and changes:
+                self._not_applied()
+
+    def _editor_change(self, change: TextChange) -> None:
+        shadow = self._shadow
+        if change.range is None:
+            start, end = 0, len(shadow)
+        else:
+            start = shadow.offset_at(change.range.start, self.encoding)
+            end = shadow.offset_at(change.range.end, self.encoding)
+            start, end = min(start, end), max(start, end)
+        op = TextOp.from_edit(len(shadow), start, end, change.text)
+        flight = self._flight
+        if flight is None:
+            shadow.replace(start, end, change.text)
+            self._feed(op)
+            return
+        deleted = shadow.slice(start, end)
+        shadow.replace(start, end, change.text)
+        flight.changes.append(op)
+        undo = TextOp.from_edit(len(shadow), start, start + len(change.text), deleted)
+        for candidate in flight.candidates:
+            candidate.pending = undo.compose(candidate.pending)
+            if _reproduces(candidate.pending, shadow):
+                # The changes so far were the echo of the edit in flight.
+                self._flight = None
+                if candidate.correction is not None:
+                    self._feed(candidate.correction)
+                return
+
+    def _feed(self, op: TextOp) -> None:
+        """Bring a change the editor made (on the text before it) into the CRDT."""
+        mine, self._queued = transform(op, self._queued)
+        self._apply(mine)
+
+    def _apply(self, op: TextOp) -> None:
+        if op.is_noop:
+            return
+        mirror = self._mirror
+        with self._doc.transaction(origin=self.origin):
+            pos = 0
+            for part in op.parts:
+                if isinstance(part, str):
+                    self._text.insert(mirror.byte_offset(pos), part)
+                    mirror.replace(pos, pos, part)
+                    pos += len(part)
+                elif part > 0:
+                    pos += part
+                else:
+                    first, last = mirror.byte_offset(pos), mirror.byte_offset(pos - part)
+                    del self._text[first:last]
+                    mirror.replace(pos, pos - part, "")
+
+    # --- CRDT -> editor -----------------------------------------------------------------------
+
+    def _on_event(self, event: TextEvent) -> None:
+        if event.transaction.origin == self.origin:
+            return
+        try:
+            # pycrdt declares TextEvent's attributes as bare __slots__.
+            op = self._delta_op(event.delta)  # type: ignore[attr-defined]
+        except CollabError:
+            # The mirror had drifted from the CRDT: resynchronise from the text itself.
+            self._resync_mirror(str(self._text))
+            self.repairs += 1
+            return
+        self._apply_to_mirror(op)
+        self._queued = self._queued.compose(op)
+
+    def _delta_op(self, delta: Sequence[Mapping[str, Any]]) -> TextOp:
+        """A pycrdt delta (retain/delete in UTF-8 bytes) as an op in code points on the
+        mirror, which is left untouched."""
+        mirror = self._mirror
+        parts: list[Component] = []
+        byte = offset = 0
+        for item in delta:
+            if "insert" in item:
+                inserted = item["insert"]
+                if not isinstance(inserted, str):
+                    raise BridgeError("a non-text item was inserted into the Text")
+                _insert(parts, inserted)
+                continue
+            step = item.get("retain", item.get("delete"))
+            if not isinstance(step, int):
+                raise BridgeError(f"unexpected delta item {item!r}")
+            byte += step
+            end = mirror.offset_of_byte(byte)
+            if "retain" in item:
+                _retain(parts, end - offset)
+            else:
+                _delete(parts, end - offset)
+            offset = end
+        _retain(parts, len(mirror) - offset)
+        return TextOp(parts)
+
+    def _apply_to_mirror(self, op: TextOp) -> None:
+        mirror = self._mirror
+        pos = 0
+        for part in op.parts:
+            if isinstance(part, str):
+                mirror.replace(pos, pos, part)
+                pos += len(part)
+            elif part > 0:
+                pos += part
+            else:
+                mirror.replace(pos, pos - part, "")
+
+    def next_apply_edit(self) -> ApplyEdit | None:
+        """The edit to send now, if any; it is then in flight until resolved."""
+        if self._flight is not None or self._queued.is_noop:
+            return None
+        sent = self._queued
+        shadow = self._shadow
+        wire = self._wire_edits(sent)
+        edits = tuple(
+            TextEdit(
+                Range(
+                    shadow.position_at(edit.start, self.encoding),
+                    shadow.position_at(edit.end, self.encoding),
+                ),
+                edit.text,
+            )
+            for edit in wire
+        )
+        base = len(shadow)
+        candidates = [_Candidate(TextOp.from_edits(base, wire), None)]
+        for eol in ("\n", "\r\n"):
+            variant = [Edit(edit.start, edit.end, _EOL.sub(eol, edit.text)) for edit in wire]
+            if variant != wire:
+                candidates.append(
+                    _Candidate(
+                        TextOp.from_edits(base, variant),
+                        _rewrite(sent.target_length, wire, variant),
+                    )
+                )
+        self._queued = TextOp.identity(sent.target_length)
+        self._last_id += 1
+        self._flight = _Flight(self._last_id, sent, candidates)
+        return ApplyEdit(self._last_id, self.version, edits)
+
+    def _wire_edits(self, op: TextOp) -> list[Edit]:
+        """``op`` as LSP-addressable edits: no boundary between the ``\\r`` and ``\\n`` of a
+        CRLF (such a boundary is widened to the whole line break)."""
+        shadow = self._shadow
+        size = len(shadow)
+
+        def inside_crlf(offset: int) -> bool:
+            return 0 < offset < size and shadow.slice(offset - 1, offset + 1) == "\r\n"
+
+        result: list[Edit] = []
+        for edit in op.edits():
+            start, end, text = edit.start, edit.end, edit.text
+            if inside_crlf(start):
+                start, text = start - 1, "\r" + text
+            if inside_crlf(end):
+                end, text = end + 1, text + "\n"
+            if result and result[-1].end == start:
+                previous = result.pop()
+                start, text = previous.start, previous.text + text
+            result.append(Edit(start, end, text))
+        return result
+
+    def edit_result(self, edit_id: int, applied: bool) -> None:
+        """The answer to :meth:`next_apply_edit`'s edit ``edit_id``.
+
+        Pass ``applied=False`` for ``applied: false`` and for an error answer. Pass
+        ``applied=True`` for ``applied: true`` and when no answer came in time: the following
+        ``didChange`` then decides. Answers for edits already resolved are ignored.
+        """
+        flight = self._flight
+        if flight is None or flight.id != edit_id:
+            return
+        if not applied or flight.changes:
+            with self._doc.transaction(origin=self.origin):
+                self._not_applied()
+        else:
+            flight.answered = True
+
+    def _not_applied(self) -> None:
+        flight = self._flight
+        assert flight is not None
+        self._flight = None
+        self._queued = flight.sent.compose(self._queued)
+        for op in flight.changes:
+            self._feed(op)
+
+    # --- safety net ---------------------------------------------------------------------------
+
+    def check(self) -> bool:
+        """Verify the invariants (O(n)); repair and count a repair when one is broken.
+
+        Returns ``True`` when everything was consistent. While an edit is in flight only the
+        mirror is checked.
+        """
+        current = str(self._text)
+        repaired = False
+        if self._mirror.text != current:
+            self._resync_mirror(current)
+            repaired = True
+        if self._flight is None:
+            shadow = self._shadow.text
+            queued = self._queued
+            if queued.base_length != len(shadow) or queued.apply(shadow) != current:
+                self._queued = diff(shadow, current)
+                repaired = True
+        if repaired:
+            self.repairs += 1
+        return not repaired
+
+    def _resync_mirror(self, current: str) -> None:
+        missed = diff(self._mirror.text, current)
+        self._mirror = LineIndex(current)
+        if self._queued.target_length == missed.base_length:
+            self._queued = self._queued.compose(missed)
+        elif self._flight is None:
+            self._queued = diff(self._shadow.text, current)
+
+
+def _reproduces(op: TextOp, index: LineIndex) -> bool:
+    """Whether ``op`` leaves the text of ``index`` unchanged, reading only what it touches."""
+    if op.base_length != op.target_length:
+        return False
+    source = 0  # where we are in the input
+    out = 0  # where we are in the output, which must equal the input text
+    for part in op.parts:
+        if isinstance(part, str):
+            if index.slice(out, out + len(part)) != part:
+                return False
+            out += len(part)
+        elif part > 0:
+            if source != out and not _same(index, source, out, part):
+                return False
+            source += part
+            out += part
+        else:
+            source -= part
+    return True
+
+
+def _same(index: LineIndex, first: int, second: int, length: int) -> bool:
+    """``text[first:first+length] == text[second:second+length]``, stopping early."""
+    step = 64
+    while length > 0:
+        n = min(step, length)
+        if index.slice(first, first + n) != index.slice(second, second + n):
+            return False
+        first += n
+        second += n
+        length -= n
+        step *= 2
+    return True
+
+
+def _rewrite(length: int, wire: list[Edit], variant: list[Edit]) -> TextOp:
+    """From the text ``wire`` produces (``length`` code points) to the one ``variant`` does:
+    only the line breaks that differ are replaced."""
+    fixes: list[Edit] = []
+    shift = 0
+    for old, new in zip(wire, variant, strict=True):
+        pos = old.start + shift
+        for was, now in zip(_EOL_TOKENS.split(old.text), _EOL_TOKENS.split(new.text), strict=True):
+            if was != now:
+                fixes.append(Edit(pos, pos + len(was), now))
+            pos += len(was)
+        shift += len(old.text) - (old.end - old.start)
+    return TextOp.from_edits(length, fixes)
