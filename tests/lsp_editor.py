@@ -25,6 +25,7 @@ from pytest_lsp.client import make_test_lsp_client
 
 from huddle.collab.positions import LineIndex, PositionEncoding
 from huddle.collab.positions import Position as CPosition
+from tests.peers import eventually
 
 
 @dataclass
@@ -101,6 +102,15 @@ class Editor:
         await self.client.shutdown_session()
         for task in self._flushers.values():
             task.cancel()
+
+    async def wait_status(self, state: str, timeout: float = 20.0) -> None:
+        """Until the latest ``huddle/status`` notification reports ``state``."""
+
+        def latest() -> bool:
+            notes = self.notifications.get("huddle/status", [])
+            return bool(notes) and notes[-1].state == state
+
+        await eventually(latest, timeout=timeout, what=f"status {state}")
 
     # -- the user ------------------------------------------------------------------------
 

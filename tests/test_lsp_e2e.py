@@ -138,7 +138,13 @@ async def test_three_editors_typing_at_once_converge(
         alive = set().union(*(led["typed"] - led["deleted"] for led in ledgers.values()))
         assert set(present) == alive, "a typed token was lost, or a deleted one came back"
         assert sum(len(led["typed"]) for led in ledgers.values()) > 100
-        assert final["a.txt"].startswith("line one\r\n") or "line one\r\n" in final["a.txt"]
+        assert "line one\r\n" in final["a.txt"]  # CRLF survived
+        for editor in editors.values():
+            status = await editor.client.workspace_execute_command_async(
+                lsp.ExecuteCommandParams(command="huddle.status")
+            )
+            assert status["repairs"] == 0, "the safety net had to repair a divergence"
+            assert status["shared"] == sorted(files)
 
 
 async def test_offline_edits_merge_on_reconnect(data_dir: Path, tmp_path: Path) -> None:
@@ -181,11 +187,7 @@ def _room_text(hub: Hub, path: str) -> str | None:
 
 
 async def _status(editor: Editor, state: str) -> None:
-    await eventually(
-        lambda: any(n.state == state for n in editor.notifications.get("huddle/status", [])[-1:]),
-        timeout=20,
-        what=f"status {state}",
-    )
+    await editor.wait_status(state)
 
 
 async def test_two_editors_opening_a_new_file_at_once_seed_it_once(

@@ -37,6 +37,7 @@ PEERS = "huddle/peers"
 CURSOR = "huddle/cursor"
 APPLY_EDIT_TIMEOUT = 10.0
 PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
+CHECK_INTERVAL = 2.0  # how often idle buffers are checked against the CRDT (seconds)
 
 
 def utf16_of(text: str, offset: int) -> int:
@@ -99,7 +100,34 @@ class HuddleServer(LanguageServer):
         self._doc_subscription = self.session.doc.observe(self._on_transaction)
         for buffer in self.buffers.values():
             self._start_binding(buffer)
+        self.spawn(self._safety_net())
         self.send_status()
+
+    async def _safety_net(self) -> None:
+        """Detect and repair divergence between editor shadow, pending edits and the CRDT."""
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)  # a period, not a wait for something
+            for buffer in list(self.buffers.values()):
+                bridge = buffer.bridge
+                if bridge is None or buffer.sending or bridge.in_flight:
+                    continue
+                if not bridge.check():
+                    log.warning("repaired %s (repair #%d)", buffer.path, self.repairs)
+                    self.schedule_pump()
+                    self.send_status()
+
+    @property
+    def repairs(self) -> int:
+        return sum(b.bridge.repairs for b in self.buffers.values() if b.bridge is not None)
+
+    def describe(self) -> dict[str, Any]:
+        if self.session is not None:
+            payload = self.session.describe()
+        else:
+            payload = {"state": "offline", "reason": self.settings_error or "not started"}
+        payload["repairs"] = self.repairs
+        payload["shared"] = sorted(b.path for b in self.buffers.values() if b.bridge is not None)
+        return payload
 
     async def stop_session(self) -> None:
         for task in list(self._tasks):
@@ -118,11 +146,7 @@ class HuddleServer(LanguageServer):
                     self._start_binding(buffer)
 
     def send_status(self) -> None:
-        if self.session is not None:
-            payload = self.session.describe()
-        else:
-            payload = {"state": "offline", "reason": self.settings_error or "not started"}
-        self.protocol.notify(STATUS, payload)
+        self.protocol.notify(STATUS, self.describe())
 
     # -- documents -----------------------------------------------------------------------
 
@@ -464,7 +488,7 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
 
     @server.command("huddle.status")
     def status(ls: HuddleServer, *args: Any) -> dict[str, Any]:
-        return ls.session.describe() if ls.session else {"state": "offline"}
+        return ls.describe()
 
     @server.command("huddle.invite")
     async def invite(ls: HuddleServer, *args: Any) -> dict[str, Any]:
