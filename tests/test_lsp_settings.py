@@ -51,7 +51,7 @@ def test_malformed_settings_name_the_field(tmp_path: Path, options: object, fiel
 
 def test_broken_toml_is_reported(tmp_path: Path) -> None:
     (tmp_path / "huddle.toml").write_text("hub = [unclosed")
-    with pytest.raises(SettingsError, match="huddle.toml"):
+    with pytest.raises(SettingsError, match=r"huddle\.toml"):
         resolve(None, tmp_path, {})
 
 
