@@ -37,9 +37,9 @@ class Benchmark:
 
 
 def _registry() -> dict[str, Benchmark]:
-    from benchmarks import fanout
+    from benchmarks import fanout, keystroke
 
-    found = (fanout.BENCHMARK,)
+    found = (fanout.BENCHMARK, keystroke.BENCHMARK)
     return {bench.name: bench for bench in found}
 
 

@@ -52,12 +52,16 @@ class Buffer:
     recorded: list[tuple[int, list[TextChange]]] = field(default_factory=list)
     bridge: Bridge | None = None
     sending: bool = False
+    open_version: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.open_version = self.version
 
     def bind(self, text: Text, origin: Hashable, encoding: PositionEncoding) -> None:
         bridge = Bridge(
             text,
             origin=origin,
-            version=self.version_at_open,
+            version=self.open_version,
             encoding=encoding,
             editor_text=self.opened_with,
         )
@@ -65,13 +69,6 @@ class Buffer:
             bridge.local_change(version, changes)
         self.recorded.clear()
         self.bridge = bridge
-
-    @property
-    def version_at_open(self) -> int:
-        return self._open_version
-
-    def __post_init__(self) -> None:
-        self._open_version = self.version
 
     def change(self, version: int, changes: list[TextChange]) -> None:
         self.version = version
