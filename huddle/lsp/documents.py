@@ -52,6 +52,7 @@ class Buffer:
     recorded: list[tuple[int, list[TextChange]]] = field(default_factory=list)
     bridge: Bridge | None = None
     sending: bool = False
+    dirty: bool = True  # changed since the safety net last checked it
     open_version: int = field(init=False)
 
     def __post_init__(self) -> None:
