@@ -22,7 +22,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from huddle import __version__
 from huddle.collab import schema, wire
 from huddle.collab.errors import CollabError
-from huddle.collab.positions import Position, PositionEncoding
+from huddle.collab.positions import LineIndex, Position, PositionEncoding
 from huddle.lsp.documents import Buffer, from_range, to_changes
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.ignore import ShareRules
@@ -41,12 +41,19 @@ PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
 CHECK_INTERVAL = 2.0  # how often idle buffers are checked against the CRDT (seconds)
 
 
-def utf16_of(text: str, offset: int) -> int:
-    return len(text[:offset].encode("utf-16-le")) // 2
+def utf16_of(index: LineIndex, offset: int) -> int:
+    """Code points -> UTF-16 units (Yjs positions). O(1) for ASCII text, else O(offset)."""
+    if index.byte_length == len(index):
+        return offset
+    return len(index.slice(0, offset).encode("utf-16-le")) // 2
 
 
-def offset_of_utf16(text: str, units: int) -> int:
-    return len(text.encode("utf-16-le")[: 2 * units].decode("utf-16-le", errors="ignore"))
+def offset_of_utf16(index: LineIndex, units: int) -> int:
+    """UTF-16 units -> code points, clamped to the text. O(1) for ASCII text."""
+    if index.byte_length == len(index):
+        return min(units, len(index))
+    encoded = index.text.encode("utf-16-le")[: 2 * units]
+    return len(encoded.decode("utf-16-le", errors="ignore"))
 
 
 class HuddleProtocol(LanguageServerProtocol):
@@ -98,6 +105,8 @@ class HuddleServer(LanguageServer):
         self._presence_scheduled = False
         self._cursor: tuple[str, int, int] | None = None  # (path, anchor, head) in code points
         self._focus: str | None = None  # the buffer the user last opened or typed in
+        self._published_cursor: tuple[str, int, int] | None = ("", -1, -1)  # nothing yet
+        self._published_peers: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -238,6 +247,7 @@ class HuddleServer(LanguageServer):
             return
         self._focus = uri
         changes = to_changes(list(params.content_changes))
+        awaited_echo = buffer.bridge is not None and buffer.bridge.in_flight
         try:
             buffer.change(params.text_document.version, changes)
         except CollabError as exc:
@@ -247,8 +257,10 @@ class HuddleServer(LanguageServer):
             )
             if buffer.bridge is not None:
                 buffer.bridge.check()
+        # The editor's echo of our own applyEdit is not the user moving: leave the cursor be.
+        echo = awaited_echo and len(changes) == 1 and not buffer.bridge.in_flight  # type: ignore[union-attr]
         last = changes[-1] if changes else None
-        if last is not None and last.range is not None and buffer.bridge is not None:
+        if last is not None and last.range is not None and buffer.bridge is not None and not echo:
             self._cursor_from_edit(buffer, last.range.start, last.text)
         self.schedule_pump()
 
@@ -354,20 +366,26 @@ class HuddleServer(LanguageServer):
         session = self.session
         if session is None or session.client is None:
             return
-        state: dict[str, Any] = {"user": {"name": session.user, "color": session.color}}
-        if self._cursor is not None:
-            path, anchor, head = self._cursor
-            text = schema.files(session.doc).get(path)
-            if isinstance(text, Text):
-                state["file"] = path
-                content = str(text)
-                state["cursor"] = {
-                    "anchor": _sticky(text, content, anchor),
-                    "head": _sticky(text, content, head),
-                }
-        if state != session.client.local_state:
-            session.client.set_presence(state)
-        self.protocol.notify(PEERS, {"peers": self._peers()})
+        if self._cursor != self._published_cursor:
+            self._published_cursor = self._cursor
+            state: dict[str, Any] = {"user": {"name": session.user, "color": session.color}}
+            if self._cursor is not None:
+                path, anchor, head = self._cursor
+                text = schema.files(session.doc).get(path)
+                buffer = next((b for b in self.buffers.values() if b.path == path), None)
+                if isinstance(text, Text) and buffer is not None and buffer.bridge is not None:
+                    index = buffer.bridge.shadow_index
+                    state["file"] = path
+                    state["cursor"] = {
+                        "anchor": _sticky(text, index, anchor),
+                        "head": _sticky(text, index, head),
+                    }
+            if state != session.client.local_state:
+                session.client.set_presence(state)
+        peers = {"peers": self._peers()}
+        if peers != self._published_peers:
+            self._published_peers = peers
+            self.protocol.notify(PEERS, peers)
         self._follow()
 
     def _peers(self) -> list[dict[str, Any]]:
@@ -417,7 +435,7 @@ class HuddleServer(LanguageServer):
                 raise
             return None
         shadow = buffer.bridge.shadow_index
-        offset = min(offset_of_utf16(str(text), units), len(shadow))
+        offset = offset_of_utf16(shadow, units)
         try:
             pos = shadow.position_at(offset, self.encoding)
         except CollabError:
@@ -448,14 +466,19 @@ class HuddleServer(LanguageServer):
                 return
 
 
-def _sticky(text: Text, content: str, offset: int) -> dict[str, Any]:
-    units = utf16_of(content, min(offset, len(content)))
-    total = utf16_of(content, len(content))
-    assoc = Assoc.AFTER if units < total else Assoc.BEFORE
+def _sticky(text: Text, index: LineIndex, offset: int) -> dict[str, Any] | None:
+    """A Yjs relative position for ``offset`` (code points of ``index``), or None."""
+    units = utf16_of(index, min(offset, len(index)))
+    total = utf16_of(index, len(index))
     if total == 0:
-        return {"index": 0}
-    sticky = StickyIndex.new(text, units if units < total else total, assoc)
-    return dict(sticky.to_json())
+        return None
+    assoc = Assoc.AFTER if units < total else Assoc.BEFORE
+    try:
+        return dict(StickyIndex.new(text, min(units, total), assoc).to_json())
+    except BaseException as exc:  # pycrdt panics on an index past the end of the text
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None
 
 
 def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
