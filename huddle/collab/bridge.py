@@ -4,7 +4,8 @@ Pure and synchronous: no I/O, no asyncio, no LSP library. The language server fe
 editor's ``didChange`` notifications and the answers to ``workspace/applyEdit``; the bridge
 observes the ``Text`` itself for remote changes and hands back the edits the editor must apply.
 
-Usage (the caller owns the ``Doc``; ``origin`` marks the bridge's own transactions)::
+Usage (the caller owns the ``Doc``; ``origin`` marks the bridge's own transactions: any
+hashable, not ``None``, that no other writer of the document uses)::
 
     bridge = Bridge(text, origin=token, version=did_open.version, editor_text=did_open.text,
                     encoding=negotiated)
@@ -13,6 +14,8 @@ Usage (the caller owns the ``Doc``; ``origin`` marks the bridge's own transactio
     if edit: send applyEdit(VersionedTextDocumentIdentifier(uri, edit.version), edit.edits)
     bridge.edit_result(edit.id, applied)   # the answer; see below for errors and timeouts
     bridge.check()                         # now and then: the safety net, counts ``repairs``
+    bridge.shadow_index.offset_at(position, encoding)   # the editor's positions, for features
+    bridge.close()                         # stop observing the Text
 
 Model
 -----
@@ -78,7 +81,9 @@ Limitations
 - A user who keeps typing faster than the round trip keeps VS Code rejecting our edits; remote
   changes then show up in the first pause.
 - An editor that ignores the version of a versioned edit and applies it to a newer buffer
-  breaks the model (the echo is not recognised and its text is duplicated).
+  breaks the model (the echo is not recognised and its text is duplicated). So does an editor
+  that changes our text in ways other than rewriting line breaks while applying it (e.g. a
+  final newline added or dropped); both look like "not applied plus user typing".
 - Two editors that insist on different line-break styles for the same file will rewrite each
   other's line breaks back and forth.
 - ``applied: true`` from an editor that then never sends another ``didChange`` (it skipped the
@@ -401,14 +406,33 @@ def transform(a: TextOp, b: TextOp) -> tuple[TextOp, TextOp]:
 
 def diff(old: str, new: str) -> TextOp:
     """One replace from ``old`` to ``new``: everything between the common prefix and suffix."""
+    if old == new:
+        return TextOp.identity(len(old))
     limit = min(len(old), len(new))
-    start = 0
-    while start < limit and old[start] == new[start]:
-        start += 1
-    end = 0
-    while end < limit - start and old[len(old) - 1 - end] == new[len(new) - 1 - end]:
-        end += 1
+    start = _common_run(old, new, limit, forward=True)
+    end = _common_run(old, new, limit - start, forward=False)
     return TextOp.from_edit(len(old), start, len(old) - end, new[start : len(new) - end])
+
+
+def _common_run(old: str, new: str, limit: int, *, forward: bool) -> int:
+    """Length (at most ``limit``) of the common prefix, or suffix, of two strings; compares
+    chunks first so that long equal runs cost C speed, not a Python loop per character."""
+    count = 0
+    chunk = 4096
+    while chunk:
+        while count + chunk <= limit:
+            if forward:
+                same = old[count : count + chunk] == new[count : count + chunk]
+            else:
+                same = (
+                    old[len(old) - count - chunk : len(old) - count]
+                    == new[len(new) - count - chunk : len(new) - count]
+                )
+            if not same:
+                break
+            count += chunk
+        chunk //= 8
+    return count
 
 
 # --- editor-facing messages -------------------------------------------------------------------
@@ -529,7 +553,12 @@ class Bridge:
                 self._editor_change(change)
             self.version = version
             flight = self._flight
-            if flight is not None and flight.answered and changes:
+            if (
+                flight is not None
+                and flight.answered
+                and changes
+                and not _partly_applied(flight, self._shadow.text)
+            ):
                 self._not_applied()
 
     def _editor_change(self, change: TextChange) -> None:
@@ -540,6 +569,13 @@ class Bridge:
             start = shadow.offset_at(change.range.start, self.encoding)
             end = shadow.offset_at(change.range.end, self.encoding)
             start, end = min(start, end), max(start, end)
+        inserted = change.text
+        if end > start and inserted:
+            # Neovim reports a line break as replacing the rest of the line ("b c" -> "\nb c").
+            # Fed as delete + re-insert, two such changes at once would double the tail, and a
+            # concurrent deletion inside it would be undone: keep only what really changed.
+            start, end, inserted = _trim(shadow.slice(start, end), start, end, inserted)
+        change = TextChange(change.range, inserted)
         op = TextOp.from_edit(len(shadow), start, end, change.text)
         flight = self._flight
         if flight is None:
@@ -701,7 +737,11 @@ class Bridge:
         flight = self._flight
         if flight is None or flight.id != edit_id:
             return
-        if not applied or flight.changes:
+        if applied and flight.changes and _partly_applied(flight, self._shadow.text):
+            # Neovim applies a multi-edit one TextEdit at a time (the last first) and may send
+            # the first of them before its answer: the rest of the echo is still to come.
+            flight.answered = True
+        elif not applied or flight.changes:
             with self._doc.transaction(origin=self.origin):
                 self._not_applied()
         else:
@@ -795,3 +835,25 @@ def _rewrite(length: int, wire: list[Edit], variant: list[Edit]) -> TextOp:
             pos += len(was)
         shift += len(old.text) - (old.end - old.start)
     return TextOp.from_edits(length, fixes)
+
+
+def _trim(old: str, start: int, end: int, new: str) -> tuple[int, int, str]:
+    """Narrow the replacement of ``old`` (at [start, end)) by ``new`` to what differs."""
+    limit = min(len(old), len(new))
+    head = _common_run(old, new, limit, forward=True)
+    tail = _common_run(old, new, limit - head, forward=False)
+    return start + head, end - tail, new[head : len(new) - tail]
+
+
+def _partly_applied(flight: _Flight, shadow: str) -> bool:
+    """Whether the buffered changes applied some of the sent edits, the rest still to come:
+    the text the edit leads to is the shadow with a proper prefix of the sent edits applied
+    (those earlier in the document keep their offsets when the later ones are applied first).
+    O(n); only called when an answer meets buffered changes."""
+    sent = flight.sent.edits()
+    for candidate in flight.candidates:
+        target = candidate.pending.apply(shadow)
+        for count in range(1, len(sent)):
+            if TextOp.from_edits(len(shadow), sent[:count]).apply(shadow) == target:
+                return True
+    return False

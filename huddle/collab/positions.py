@@ -23,14 +23,17 @@ Rules for out-of-range input (LSP leaves some of this to the server):
 - A code-point offset between the ``\\r`` and ``\\n`` of a CRLF has no LSP position:
   :meth:`LineIndex.position_at` raises for it (the bridge widens such edits to the whole CRLF).
 
-:class:`LineIndex` stores the lines in blocks of at most ``2 * block_size`` lines, with a
-Fenwick tree per measure (lines, code points, bytes) over the blocks. A replace touches the
-lines it overlaps plus one neighbour on each side (a ``\\r`` and a ``\\n`` may join or part)
-and updates the trees in O(log blocks); only when blocks split or vanish are the trees rebuilt,
-which happens at most once per ``block_size`` inserted lines. So an edit costs
-O(log(lines) + block_size + length of the touched lines + inserted text), independent of the
-document's size, except for documents made of very long lines (minified files): there the
-touched line is the cost.
+:class:`LineIndex` stores the lines in blocks of at most ``2 * block_size`` lines, and one
+Fenwick tree over the blocks that sums three measures at once (lines, code points, UTF-8
+bytes); one descent of the tree locates a line, an offset or a byte offset. A replace re-splits
+only the lines it overlaps plus one neighbour on each side (a ``\\r`` and a ``\\n`` may join
+or part) and updates the tree in O(log blocks). The tree is rebuilt from the per-block totals
+(O(blocks), no line re-read) only when the number of blocks changes: a block that outgrows
+``2 * block_size`` lines splits, which costs O(lines / block_size**2) per inserted line break
+amortised, or a large edit spans blocks. So a keystroke costs
+O(log lines + block_size + length of the touched lines), independent of the document's size,
+except in documents made of very long lines (minified files), where the touched line is the
+cost.
 """
 
 from __future__ import annotations
