@@ -854,6 +854,10 @@ def _partly_applied(flight: _Flight, shadow: str) -> bool:
     for candidate in flight.candidates:
         target = candidate.pending.apply(shadow)
         for count in range(1, len(sent)):
-            if TextOp.from_edits(len(shadow), sent[:count]).apply(shadow) == target:
+            try:
+                partial = TextOp.from_edits(len(shadow), sent[:count])
+            except BridgeError:  # the sent offsets do not fit the shadow: not a partial echo
+                return False
+            if partial.apply(shadow) == target:
                 return True
     return False

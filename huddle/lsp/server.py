@@ -325,8 +325,12 @@ class HuddleServer(LanguageServer):
             applied = False
         finally:
             buffer.sending = False
-        if buffer.bridge is not None:
-            buffer.bridge.edit_result(edit_id, applied)
+        try:
+            if buffer.bridge is not None:
+                buffer.bridge.edit_result(edit_id, applied)
+        except CollabError:  # a bug must not leave the buffer stuck with an edit in flight
+            log.exception("bridge failed on the answer to edit %d of %s", edit_id, buffer.path)
+            buffer.dirty = True
         self._pump(buffer)
 
     # -- presence ------------------------------------------------------------------------
