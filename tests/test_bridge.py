@@ -380,7 +380,7 @@ class World:
         self.peers[target].pump()
         return True
 
-    def settle(self, report: Report = "diff", jump: int = 2) -> None:
+    def settle(self, report: Report = "diff", jump: int = 2, split: int = 0) -> None:
         for _ in range(1000):
             progress = False
             for peer in self.peers:
@@ -394,7 +394,7 @@ class World:
                     peer.pump(force=True)
                     progress = True
                 while peer.inbox:
-                    peer.editor.receive(peer.inbox.popleft(), report, jump)
+                    peer.editor.receive(peer.inbox.popleft(), report, jump, split)
                     progress = True
             for index in self.up:
                 while self.upload(index):
@@ -503,7 +503,7 @@ def test_peers_converge_and_keep_every_typed_character(data: st.DataObject) -> N
         elif action == "check":
             assert peer.bridge.check(), "the safety net found the bridge inconsistent"
 
-    world.settle()
+    world.settle(split=data.draw(st.integers(0, 2), label="split while settling"))
 
     final = str(world.peers[0].text)
     for peer in world.peers:
@@ -754,4 +754,29 @@ def test_answers_for_unknown_edits_and_empty_notifications_change_nothing() -> N
     assert str(rig.text) == rig.bridge.shadow == "Rabc"
     rig.bridge.edit_result(edit.id, False)  # a stale duplicate answer
     assert str(rig.text) == rig.bridge.shadow == "Rabc"
+    assert not rig.bridge.has_pending
+
+
+@pytest.mark.parametrize("rewrite_eol", [False, True])
+def test_neovim_echo_split_around_its_answer(rewrite_eol: bool) -> None:
+    """Neovim applies a multi-edit last edit first and may send that part of the echo before
+    its answer, the rest after; it may also rewrite the line breaks we insert."""
+    rig = Rig("abc\ndef\n")
+    rig.remote_edit(0, 0, "X\r\n")
+    rig.remote_edit(10, 10, "Y\r\n")
+    edit = rig.bridge.next_apply_edit()
+    assert edit is not None
+    assert len(edit.edits) == 2
+
+    def echo(index: int) -> TextChange:
+        sent = edit.edits[index]
+        text = sent.new_text.replace("\r\n", "\n") if rewrite_eol else sent.new_text
+        return TextChange(sent.range, text)
+
+    rig.bridge.local_change(5, [echo(1)])
+    rig.bridge.edit_result(edit.id, True)
+    assert rig.bridge.in_flight  # the rest of the echo is still to come
+    rig.bridge.local_change(7, [echo(0)])
+    expected = "X\nabc\ndefY\n\n" if rewrite_eol else "X\r\nabc\ndefY\r\n\n"
+    assert str(rig.text) == rig.bridge.shadow == expected
     assert not rig.bridge.has_pending

@@ -475,6 +475,7 @@ class _Candidate:
 
     pending: TextOp  # from the current shadow to that text
     correction: TextOp | None  # from sent.apply(E_V) to that text (line breaks rewritten)
+    edits: list[Edit]  # the simultaneous edits on E_V that produce that text
 
 
 @dataclass(slots=True)
@@ -690,7 +691,7 @@ class Bridge:
             for edit in wire
         )
         base = len(shadow)
-        candidates = [_Candidate(TextOp.from_edits(base, wire), None)]
+        candidates = [_Candidate(TextOp.from_edits(base, wire), None, wire)]
         for eol in ("\n", "\r\n"):
             variant = [Edit(edit.start, edit.end, _EOL.sub(eol, edit.text)) for edit in wire]
             if variant != wire:
@@ -698,6 +699,7 @@ class Bridge:
                     _Candidate(
                         TextOp.from_edits(base, variant),
                         _rewrite(sent.target_length, wire, variant),
+                        variant,
                     )
                 )
         self._queued = TextOp.identity(sent.target_length)
@@ -850,8 +852,9 @@ def _partly_applied(flight: _Flight, shadow: str) -> bool:
     the text the edit leads to is the shadow with a proper prefix of the sent edits applied
     (those earlier in the document keep their offsets when the later ones are applied first).
     O(n); only called when an answer meets buffered changes."""
-    sent = flight.sent.edits()
     for candidate in flight.candidates:
+        # The candidate's own edits: as sent (CRLF-widened) or with line breaks rewritten.
+        sent = candidate.edits
         target = candidate.pending.apply(shadow)
         for count in range(1, len(sent)):
             try:
