@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
+from benchmarks.common import Check, cpu_model, ms, targets_lines, write_atomic
 
 HUDDLE = "huddle"
 NODE_SERVER = "y-websocket@1.5.4"
@@ -354,13 +355,6 @@ def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
 # -- verdict -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    target: str
-    met: bool
-    detail: str
-
-
 def evaluate(cases: list[CaseResult]) -> list[Check]:
     by_key = {(c.server, c.clients): c for c in cases}
     checks: list[Check] = []
@@ -379,7 +373,7 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
             Check(
                 f"N={n}: p99 <= {NODE_SERVER}'s p99",
                 hub.p99 <= peer.p99,
-                f"{_ms(hub.latency_ms.get('p99'))} ms vs {_ms(peer.latency_ms.get('p99'))} ms",
+                f"{ms(hub.latency_ms.get('p99'))} ms vs {ms(peer.latency_ms.get('p99'))} ms",
             )
         )
     hub_small = by_key.get((HUDDLE, P99_TARGET_CLIENTS))
@@ -388,7 +382,7 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
             Check(
                 f"N={P99_TARGET_CLIENTS}: p99 < {P99_TARGET_MS:g} ms",
                 hub_small.p99 < P99_TARGET_MS,
-                f"{_ms(hub_small.latency_ms.get('p99'))} ms",
+                f"{ms(hub_small.latency_ms.get('p99'))} ms",
             )
         )
     for case in cases:
@@ -404,12 +398,6 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
 
 
 # -- report --------------------------------------------------------------------------------
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def _package_version(package_dir: Path) -> str:
@@ -433,7 +421,7 @@ def environment() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": output("git", "describe", "--always", "--dirty", "--abbrev=12"),
         "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "node": output(node_binary(), "--version"),
         "clients": {
@@ -448,16 +436,6 @@ def environment() -> dict[str, Any]:
         },
         "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def markdown(
@@ -497,8 +475,8 @@ def markdown(
         lat = c.latency_ms
         lines.append(
             f"| {c.server} | {c.clients} | {c.offered_per_s * (c.clients - 1):,.0f} "
-            f"| {c.delivered_per_s:,.0f} | {c.missing:,} | {_ms(lat.get('p50'))} "
-            f"| {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} "
+            f"| {c.delivered_per_s:,.0f} | {c.missing:,} | {ms(lat.get('p50'))} "
+            f"| {ms(lat.get('p99'))} | {ms(lat.get('max'))} "
             f"| {c.updates_per_event or 0:.1f} | {c.server_cpu_percent:.0f} "
             f"| {c.server_rss_mb:.0f} ({c.server_peak_rss_mb:.0f}) "
             f"| {c.loadgen_cpu_percent:.0f} | {c.machine_busy_percent:.0f} "
@@ -513,9 +491,7 @@ def markdown(
         "(deliveries in flight at the window's edges).",
         "",
     ]
-    lines += [f"- {'met' if c.met else '**not met**'}: {c.target} ({c.detail})" for c in checks]
-    verdict = "yes" if checks and all(c.met for c in checks) else "no"
-    lines += ["", f"**All targets met: {verdict}**", ""]
+    lines += targets_lines(checks)
     return "\n".join(lines)
 
 
@@ -544,13 +520,6 @@ def _warnings(cases: list[CaseResult]) -> list[str]:
             "",
         ]
     return notes
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -630,8 +599,8 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
             case = run_case(server, clients, options)
             print(
                 f"[fanout]   {case.delivered_per_s:,.0f} delivered/s, "
-                f"p50 {_ms(case.latency_ms.get('p50'))} ms, "
-                f"p99 {_ms(case.latency_ms.get('p99'))} ms, {case.missing} missing, "
+                f"p50 {ms(case.latency_ms.get('p50'))} ms, "
+                f"p99 {ms(case.latency_ms.get('p99'))} ms, {case.missing} missing, "
                 f"server CPU {case.server_cpu_percent:.0f} %",
                 file=sys.stderr,
                 flush=True,
@@ -649,8 +618,8 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
         "targets": [asdict(c) for c in checks],
         "all_targets_met": bool(checks) and all(c.met for c in checks),
     }
-    _write(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    _write(settings.results_dir / f"{stem}.md", text)
+    write_atomic(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(settings.results_dir / f"{stem}.md", text)
     return text
 
 

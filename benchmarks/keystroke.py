@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
+from benchmarks.common import Check, cpu_model, ms, targets_lines, write_atomic
 from benchmarks.fanout import (
     background_busy_percent,
     free_port,
@@ -540,8 +541,8 @@ async def run_all(
                 case = await run_case(size, options, url, hub.pid, data_dir, workdir, profile_dir)
                 lat = case.latency_ms
                 log(
-                    f"[keystroke]   p50 {_ms(lat['p50'])} ms, p99 {_ms(lat['p99'])} ms, "
-                    f"max {_ms(lat['max'])} ms, {case.missing} missing; CPU/keystroke "
+                    f"[keystroke]   p50 {ms(lat['p50'])} ms, p99 {ms(lat['p99'])} ms, "
+                    f"max {ms(lat['max'])} ms, {case.missing} missing; CPU/keystroke "
                     + ", ".join(f"{k} {v:,.0f} us" for k, v in case.cpu_us_per_keystroke.items())
                 )
                 cases.append(case)
@@ -549,13 +550,6 @@ async def run_all(
 
 
 # -- verdict -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    target: str
-    met: bool
-    detail: str
 
 
 def _size(n: int) -> str:
@@ -589,14 +583,14 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
             Check(
                 f"{size}: p50 < {P50_TARGET_MS:g} ms",
                 p50 is not None and p50 < P50_TARGET_MS,
-                f"{_ms(p50)} ms",
+                f"{ms(p50)} ms",
             )
         )
         checks.append(
             Check(
                 f"{size}: p99 < {P99_TARGET_MS:g} ms",
                 p99 is not None and p99 < P99_TARGET_MS,
-                f"{_ms(p99)} ms",
+                f"{ms(p99)} ms",
             )
         )
         checks.append(
@@ -627,12 +621,6 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
 # -- report --------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
 def environment() -> dict[str, Any]:
     def output(*argv: str) -> str:
         try:
@@ -655,21 +643,11 @@ def environment() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": output("git", "describe", "--always", "--dirty", "--abbrev=12"),
         "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "packages": {d: version(d) for d in ("pygls", "pytest-lsp", "pycrdt", "websockets")},
         "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def markdown(
@@ -729,8 +707,8 @@ def markdown(
         lines.append(
             f"| {_size(c.nominal_bytes)} | {c.size_bytes:,} | {c.lines:,} | {c.keystrokes} "
             f"| {c.sent_per_s:.1f} | {c.typist_lag_ms:.0f} "
-            f"| {c.apply_edits} | {c.missing} | {_ms(lat['p50'])} | {_ms(lat['p90'])} "
-            f"| {_ms(lat['p99'])} | {_ms(lat['max'])} | {_ms(lat['mean'])} |"
+            f"| {c.apply_edits} | {c.missing} | {ms(lat['p50'])} | {ms(lat['p90'])} "
+            f"| {ms(lat['p99'])} | {ms(lat['max'])} | {ms(lat['mean'])} |"
         )
     lines += [
         "",
@@ -757,9 +735,7 @@ def markdown(
             + " | | | | | |"
         )
     lines += ["", *_warnings(cases), "## Targets", ""]
-    lines += [f"- {'met' if c.met else '**not met**'}: {c.target} ({c.detail})" for c in checks]
-    verdict = "yes" if checks and all(c.met for c in checks) else "no"
-    lines += ["", f"**All targets met: {verdict}**", ""]
+    lines += targets_lines(checks)
     return "\n".join(lines)
 
 
@@ -805,13 +781,6 @@ def _warnings(cases: list[CaseResult]) -> list[str]:
             "",
         ]
     return notes
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def summarize_profiles(profile_dir: Path, top: int = 30) -> None:
@@ -916,8 +885,8 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
     out_dir = settings.results_dir if profile_dir is None else profile_dir
     if profile_dir is not None:
         summarize_profiles(profile_dir)
-    _write(out_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    _write(out_dir / f"{stem}.md", text)
+    write_atomic(out_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out_dir / f"{stem}.md", text)
     return text
 
 
