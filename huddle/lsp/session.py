@@ -91,14 +91,6 @@ class Session:
     ) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
 
-    @property
-    def status(self) -> Status:
-        return self.client.status if self.client else Status.CONNECTING
-
-    @property
-    def read_only(self) -> bool:
-        return bool(self.client and self.client.read_only)
-
     def describe(self) -> dict[str, Any]:
         """The payload of ``huddle/status`` and of the ``huddle.status`` command."""
         client = self.client

@@ -55,9 +55,6 @@ class Presence:
         removals = [AwarenessEntry(cid, self._clients.pop(cid).clock + 1, None) for cid in gone]
         return encode_awareness(removals) if removals else None
 
-    def states(self) -> dict[int, dict[str, Any]]:
-        return {cid: s.state for cid, s in self._clients.items() if s.state is not None}
-
 
 def _newer(entry: AwarenessEntry, known: _State) -> bool:
     """y-protocols' rule: a higher clock wins; at an equal clock only a removal of a live state."""

@@ -289,7 +289,3 @@ class Room:
     @property
     def size_bytes(self) -> int:
         return self._snapshot_bytes + self._log_bytes + self._inflight_bytes
-
-    @property
-    def idle(self) -> bool:
-        return not self.peers and self._inflight == 0
