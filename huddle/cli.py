@@ -21,6 +21,7 @@ from huddle.server import logs
 from huddle.server.auth import Role, TokenSigner
 from huddle.server.client import room_url
 from huddle.server.hub import ROOM_NAME, Hub
+from huddle.server.rpc import RpcError
 from huddle.server.store import Database
 
 _TTL = re.compile(r"(\d+)([smhdw])")
@@ -53,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     data_dir(serve)
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
+    serve.add_argument(
+        "--llm-url",
+        action="append",
+        help="an OpenAI-compatible server (vLLM) for AI features; repeat for replicas. "
+        "Default: the embedded model",
+    )
+    serve.add_argument("--llm-model", help="the model the --llm-url servers serve")
     serve.add_argument("--log-format", choices=["text", "json"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -82,6 +90,10 @@ def _config(args: argparse.Namespace) -> HuddleConfig:
             hub[field] = value
     if getattr(args, "url", None):
         hub["public_url"] = args.url
+    if getattr(args, "llm_url", None):
+        if not args.llm_model:
+            raise SystemExit("huddle: --llm-url needs --llm-model")
+        hub["llm"]["backends"] = [{"url": u, "model": args.llm_model} for u in args.llm_url]
     top = base.model_dump()
     for field in ("log_level", "log_format"):
         if getattr(args, field, None):
@@ -99,10 +111,29 @@ def _serve(config: HuddleConfig) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, hub.stop)
             print(f"huddle hub on {hub.url}  (data: {config.hub.data_dir})", flush=True)
+            preload = asyncio.create_task(_preload(hub)) if config.hub.llm.preload else None
             await hub.serve_forever()
+            if preload is not None:
+                preload.cancel()
 
     asyncio.run(run())
     return 0
+
+
+async def _preload(hub: Hub) -> None:
+    """Start the AI gateway in the background; the hub serves rooms meanwhile (and without it,
+    if the model cannot start: completions then say why)."""
+    try:
+        gateway = await hub.ai.start()
+    except RpcError as exc:
+        print(f"AI: unavailable: {exc.message}", flush=True)
+        return
+    if gateway.embedded is not None:
+        model = hub.config.llm.embedded.model_alias
+        print(f"AI: embedded {model} on {gateway.embedded.url} (CPU)", flush=True)
+    else:
+        urls = ", ".join(b.url for b in gateway.backends)
+        print(f"AI: {gateway.backends[0].model} on {urls}", flush=True)
 
 
 def _lsp(config: HuddleConfig) -> int:

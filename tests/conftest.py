@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
 from huddle.server.config import HubConfig, Limits
 from huddle.server.hub import Hub
+from tests.replay import FakeBackend, streaming
+
+AI_MODEL = "Qwen/Qwen2.5-Coder-1.5B"  # what the fake backend claims to serve
 
 
 @pytest.fixture
@@ -22,4 +26,20 @@ def limits() -> Limits:
 @pytest.fixture
 async def hub(data_dir: Path, limits: Limits) -> AsyncIterator[Hub]:
     async with Hub(HubConfig(port=0, data_dir=data_dir, limits=limits)) as running:
+        yield running
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[FakeBackend]:
+    async with FakeBackend(streaming("x = 1")) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def ai_hub(data_dir: Path, backend: FakeBackend) -> AsyncIterator[Hub]:
+    llm = LlmConfig(
+        backends=[BackendConfig(url=backend.url, model=AI_MODEL)],
+        timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
+    )
+    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
         yield running

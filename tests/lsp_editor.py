@@ -46,6 +46,7 @@ class Editor:
         init_options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         debounce: float = 0.05,
+        inline_completion: bool = True,
     ) -> None:
         self.root = root
         self.style = style
@@ -53,6 +54,7 @@ class Editor:
         self.init_options = init_options
         self.env = env or {}
         self.debounce = debounce
+        self.inline_completion = inline_completion
         self.buffers: dict[str, Buffer] = {}
         self.client: LanguageClient = make_test_lsp_client()
         self.notifications: dict[str, list[Any]] = {}
@@ -65,7 +67,7 @@ class Editor:
             return self._on_apply_edit(params)
 
         self.client.feature(lsp.WORKSPACE_APPLY_EDIT)(apply_edit)
-        for method in ("huddle/status", "huddle/peers"):
+        for method in ("huddle/status", "huddle/peers", "huddle/inlineCompletionPartial"):
             self.client.feature(method)(self._recorder(method))
 
     def _recorder(self, method: str) -> Any:
@@ -84,6 +86,8 @@ class Editor:
         capabilities.general = lsp.GeneralClientCapabilities(
             position_encodings=[self.encoding.value]
         )
+        if self.inline_completion and capabilities.text_document is not None:
+            capabilities.text_document.inline_completion = lsp.InlineCompletionClientCapabilities()
         result = await self.client.initialize_session(
             lsp.InitializeParams(
                 capabilities=capabilities,
@@ -148,6 +152,39 @@ class Editor:
 
     def type(self, path: str, offset: int, new_text: str) -> None:
         self.replace(path, offset, offset, new_text)
+
+    def position(self, path: str, offset: int) -> lsp.Position:
+        index = LineIndex(self.text(path))
+        return self._lsp_pos(index.position_at(offset, self.encoding))
+
+    def ask_inline(self, path: str, offset: int, msg_id: str | None = None) -> asyncio.Future[Any]:
+        """Send ``textDocument/inlineCompletion`` at ``offset``; returns the response future."""
+        params = lsp.InlineCompletionParams(
+            context=lsp.InlineCompletionContext(
+                trigger_kind=lsp.InlineCompletionTriggerKind.Automatic
+            ),
+            text_document=lsp.TextDocumentIdentifier(uri=self.uri(path)),
+            position=self.position(path, offset),
+        )
+        return asyncio.ensure_future(
+            self.client.protocol.send_request_async(
+                lsp.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
+            )
+        )
+
+    async def inline(self, path: str, offset: int) -> str | None:
+        """The inline completion at ``offset``, as an editor shows it (None: no suggestion)."""
+        result = await self.ask_inline(path, offset)
+        if result is None:
+            return None
+        items = result.items if isinstance(result, lsp.InlineCompletionList) else result
+        assert len(items) == 1
+        text = items[0].insert_text
+        assert isinstance(text, str)
+        return text
+
+    def cancel(self, msg_id: str) -> None:
+        self.client.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id=msg_id))
 
     # -- the editor ----------------------------------------------------------------------
 

@@ -102,7 +102,12 @@ class HubProcess:
             *self.extra,
             stdout=asyncio.subprocess.PIPE,
             stderr=self._stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "HUDDLE_HUB__LLM__PRELOAD": "false",  # the model starts at the first request
+                **self.env,
+            },
         )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)

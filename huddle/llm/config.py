@@ -99,6 +99,9 @@ class LlmConfig(_Strict):
         default_factory=list, description="vLLM replicas; empty: start the embedded model"
     )
     embedded: EmbeddedConfig = EmbeddedConfig()
+    preload: bool = Field(
+        True, description="`huddle serve` starts the model at once, not at the first request"
+    )
     timeouts: LlmTimeouts = LlmTimeouts()
 
     max_tokens: int = Field(64, ge=1, description="tokens generated for a code completion")
@@ -123,6 +126,15 @@ class LlmConfig(_Strict):
         32, ge=1, description="files are cut at multiples of this many lines (stable cuts)"
     )
     max_context_files: int = Field(16, ge=0, description="other files put in a prompt")
+
+    max_concurrent_per_room: int = Field(
+        4, ge=1, description="completions of one room generated at once; others wait, fairly"
+    )
+    max_concurrent_per_user: int = Field(2, ge=1, description="of which one user may hold")
+    catch_up_s: float = Field(
+        1.0, ge=0, description="how long the hub waits for the asker's last keystrokes"
+    )
+    max_completion_lines: int = Field(16, ge=1, description="lines of a block completion")
 
     failover_cooldown_s: float = Field(
         10.0, gt=0, description="how long a backend that refused a connection is skipped"

@@ -98,13 +98,19 @@ class Router:
         except KeyError:
             raise RuntimeError("Router is used outside its async with block") from None
 
+    def candidates(self, room: str) -> list[BackendConfig]:
+        """The room's backends to try in order: those up by preference, then those marked
+        down, soonest to recover first: with every replica down (one model that is loading,
+        say) a request still tries, so the first one after recovery succeeds."""
+        ranked = self.ranked(room)
+        down = [b for b in ranked if not self.is_up(b)]
+        down.sort(key=lambda b: self._down_until.get(b.key, 0.0))
+        return [b for b in ranked if self.is_up(b)] + down
+
     async def open(self, room: str, build: RequestBuilder) -> CompletionStream:
         """Open a stream on the room's first working backend. The caller closes it."""
         failures: list[str] = []
-        for backend in self.ranked(room):
-            if not self.is_up(backend):
-                failures.append(f"{backend.url}: marked down")
-                continue
+        for backend in self.candidates(room):
             stream = self.client(backend).stream(build(backend))
             try:
                 await stream.open()
@@ -128,9 +134,7 @@ class Router:
 
     async def tokenize(self, room: str, text: str, *, add_special: bool = False) -> list[int]:
         failures: list[str] = []
-        for backend in self.ranked(room):
-            if not self.is_up(backend):
-                continue
+        for backend in self.candidates(room):
             try:
                 tokens = await self.client(backend).tokenize(text, add_special=add_special)
             except BackendUnavailable as exc:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
-from pycrdt import Assoc, StickyIndex, Subscription, Text, TransactionEvent, UndoManager
+from pycrdt import StickyIndex, Subscription, Text, TransactionEvent, UndoManager
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
 from pygls.uris import from_fs_path, to_fs_path
@@ -22,7 +23,9 @@ from pygls.uris import from_fs_path, to_fs_path
 from huddle import __version__
 from huddle.collab import schema, wire
 from huddle.collab.errors import CollabError
-from huddle.collab.positions import LineIndex, Position, PositionEncoding
+from huddle.collab.positions import Position, PositionEncoding
+from huddle.lsp.anchors import offset_of_utf16, sticky_position
+from huddle.lsp.completion import CompletionFailed, Completions
 from huddle.lsp.documents import Buffer, from_range, to_changes
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.ignore import ShareRules
@@ -39,21 +42,6 @@ CURSOR = "huddle/cursor"
 APPLY_EDIT_TIMEOUT = 10.0
 PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
 CHECK_INTERVAL = 2.0  # how often idle buffers are checked against the CRDT (seconds)
-
-
-def utf16_of(index: LineIndex, offset: int) -> int:
-    """Code points -> UTF-16 units (Yjs positions). O(1) for ASCII text, else O(offset)."""
-    if index.byte_length == len(index):
-        return offset
-    return len(index.slice(0, offset).encode("utf-16-le")) // 2
-
-
-def offset_of_utf16(index: LineIndex, units: int) -> int:
-    """UTF-16 units -> code points, clamped to the text. O(1) for ASCII text."""
-    if index.byte_length == len(index):
-        return min(units, len(index))
-    encoded = index.text.encode("utf-16-le")[: 2 * units]
-    return len(encoded.decode("utf-16-le", errors="ignore"))
 
 
 class HuddleProtocol(LanguageServerProtocol):
@@ -107,6 +95,7 @@ class HuddleServer(LanguageServer):
         self._focus: str | None = None  # the buffer the user last opened or typed in
         self._published_cursor: tuple[str, int, int] | None = ("", -1, -1)  # nothing yet
         self._published_peers: dict[str, Any] | None = None
+        self.completions = Completions(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -165,6 +154,7 @@ class HuddleServer(LanguageServer):
         return payload
 
     async def stop_session(self) -> None:
+        self.completions.close_all()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -266,6 +256,7 @@ class HuddleServer(LanguageServer):
 
     def close(self, params: lsp.DidCloseTextDocumentParams) -> None:
         buffer = self.buffers.pop(params.text_document.uri, None)
+        self.completions.close(params.text_document.uri)
         if buffer is not None:
             buffer.close()  # the shared document stays in the room
             task = self._binding.pop(buffer.uri, None)
@@ -381,8 +372,8 @@ class HuddleServer(LanguageServer):
                     index = buffer.bridge.shadow_index
                     state["file"] = path
                     state["cursor"] = {
-                        "anchor": _sticky(text, index, anchor),
-                        "head": _sticky(text, index, head),
+                        "anchor": sticky_position(text, index, anchor),
+                        "head": sticky_position(text, index, head),
                     }
             if state != session.client.local_state:
                 session.client.set_presence(state)
@@ -470,21 +461,6 @@ class HuddleServer(LanguageServer):
                 return
 
 
-def _sticky(text: Text, index: LineIndex, offset: int) -> dict[str, Any] | None:
-    """A Yjs relative position for ``offset`` (code points of ``index``), or None."""
-    units = utf16_of(index, min(offset, len(index)))
-    total = utf16_of(index, len(index))
-    if total == 0:
-        return None
-    assoc = Assoc.AFTER if units < total else Assoc.BEFORE
-    try:
-        return dict(StickyIndex.new(text, min(units, total), assoc).to_json())
-    except BaseException as exc:  # pycrdt panics on an index past the end of the text
-        if type(exc).__name__ != "PanicException":
-            raise
-        return None
-
-
 def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
     server = HuddleServer(solo_data_dir)
 
@@ -526,6 +502,40 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: HuddleServer, params: lsp.DidCloseTextDocumentParams) -> None:
         ls.close(params)
+
+    @server.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
+    async def inline_completion(
+        ls: HuddleServer, params: lsp.InlineCompletionParams
+    ) -> lsp.InlineCompletionList | None:
+        text = await _complete(ls, params.text_document.uri, params.position)
+        if text is None:
+            return None
+        here = lsp.Range(params.position, params.position)
+        return lsp.InlineCompletionList(
+            items=[lsp.InlineCompletionItem(insert_text=text, range=here)]
+        )
+
+    @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions())
+    async def completion(ls: HuddleServer, params: lsp.CompletionParams) -> lsp.CompletionList:
+        """The AI completion as one item, for editors without inline completion."""
+        caps = ls.client_capabilities.text_document
+        if caps is not None and caps.inline_completion is not None:
+            return lsp.CompletionList(is_incomplete=False, items=[])
+        text = await _complete(ls, params.text_document.uri, params.position)
+        if not text:
+            return lsp.CompletionList(is_incomplete=True, items=[])
+        first = text.strip().splitlines()[0] if text.strip() else text
+        item = lsp.CompletionItem(
+            label=first if len(first) <= 60 else first[:59] + "…",
+            kind=lsp.CompletionItemKind.Text,
+            detail="Huddle AI",
+            documentation=lsp.MarkupContent(lsp.MarkupKind.PlainText, text),
+            sort_text="\x00",
+            filter_text="",
+            insert_text_format=lsp.InsertTextFormat.PlainText,
+            text_edit=lsp.TextEdit(lsp.Range(params.position, params.position), text),
+        )
+        return lsp.CompletionList(is_incomplete=True, items=[item])
 
     @server.feature(CURSOR)
     def cursor(ls: HuddleServer, params: Any) -> None:
@@ -577,6 +587,20 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
         return {"following": None}
 
     return server
+
+
+class RequestFailed(JsonRpcException):
+    """LSP's RequestFailed: the request was valid but could not be served."""
+
+    CODE = int(lsp.LSPErrorCodes.RequestFailed)
+    MESSAGE = "request failed"
+
+
+async def _complete(ls: HuddleServer, uri: str, position: lsp.Position) -> str | None:
+    try:
+        return await ls.completions.inline(uri, position)
+    except CompletionFailed as exc:
+        raise RequestFailed(str(exc)) from None
 
 
 def main(solo_data_dir: Path | None = None) -> None:

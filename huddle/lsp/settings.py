@@ -7,7 +7,7 @@ import getpass
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +19,7 @@ ENV = {
     "token": "HUDDLE_TOKEN",
     "room": "HUDDLE_ROOM",
     "user": "HUDDLE_USER",
+    "completion_scope": "HUDDLE_COMPLETION_SCOPE",
 }
 
 
@@ -30,6 +31,9 @@ class LspSettings(BaseModel):
     room: str | None = Field(None, min_length=1, max_length=200)
     user: str | None = Field(None, min_length=1, max_length=64)
     color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+    completion_scope: Literal["auto", "line", "block"] | None = Field(
+        None, description="AI completions stop at the end of the line, the block, or auto"
+    )
 
     @property
     def solo(self) -> bool:

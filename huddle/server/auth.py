@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -61,6 +63,10 @@ class TokenSigner:
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> TokenSigner:
         return cls(load_or_create_key(data_dir))
+
+    def derive(self, purpose: str) -> bytes:
+        """A secret for another purpose (e.g. cache salts), independent of the signing key."""
+        return hmac.new(self._key, b"huddle/derive/" + purpose.encode(), hashlib.sha256).digest()
 
     def issue(self, room: str, user: str, role: Role, ttl: timedelta) -> str:
         now = datetime.now(UTC)

@@ -8,6 +8,8 @@ from typing import Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from huddle.llm.config import LlmConfig
+
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("huddle", appauthor=False))
@@ -51,6 +53,9 @@ class HubConfig(_Strict):
     ping_interval: float | None = Field(20.0, gt=0)
     limits: Limits = Limits()
     store: StoreConfig = StoreConfig()
+    llm: LlmConfig = Field(
+        LlmConfig(), description="the AI gateway; no backends: the embedded model"
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubConfig:

@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 
 from huddle.collab import wire
 from huddle.server import rpc
+from huddle.server.ai import AiService
 from huddle.server.auth import Grant, Role, TokenSigner
 from huddle.server.client import room_url
 from huddle.server.config import HubConfig
@@ -118,7 +119,12 @@ class Hub:
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
         self._stopped = asyncio.Event()
-        self.methods: dict[str, rpc.Handler] = {"invite": _invite, "create_file": _create_file}
+        self.ai = AiService(config.llm, self.signer.derive("llm-cache-salt"))
+        self.methods: dict[str, rpc.Handler] = {
+            "invite": _invite,
+            "create_file": _create_file,
+            "complete": self.ai.complete,
+        }
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -155,6 +161,7 @@ class Hub:
             await self._server.wait_closed()
         for task in self._idle.values():
             task.cancel()
+        await self.ai.aclose()
         async with self._rooms_lock:
             for room in self._rooms.values():
                 await room.__aexit__(None, None, None)

@@ -91,11 +91,15 @@ class Room:
         self._drained.set()
         self._compaction: asyncio.Task[None] | None = None
         self._creating: set[str] = set()
+        # path -> monotonic time of its last committed change: the AI gateway's context files
+        self.edited: dict[str, float] = {}
+        self._applied = asyncio.Event()
         for update in ([record.snapshot] if record.snapshot else []) + record.log:
             try:
                 self.doc.apply_update(update)
             except ValueError:
                 log.error("room %s: skipped a stored update that does not decode", self.name)
+        self._edits = schema.files(self.doc).observe_deep(self._on_files_changed)
 
     async def __aenter__(self) -> Room:
         return self
@@ -111,6 +115,29 @@ class Room:
             await self._compaction
         if self._since_compact:
             await self._compact()
+
+    def _on_files_changed(self, events: list[Any]) -> None:
+        now = time.monotonic()
+        for event in events:
+            if event.path:
+                self.edited[str(event.path[0])] = now
+            else:
+                for key in getattr(event, "keys", None) or ():
+                    self.edited[str(key)] = now
+
+    async def caught_up(self, client_id: int, clock: int, *, within: float) -> bool:
+        """Wait until the doc holds ``client_id``'s updates up to ``clock`` (exclusive), which a
+        peer's committed-but-not-yet-applied edits reach within a commit; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while wire.decode_state_vector(self.doc.get_state()).get(client_id, 0) < clock:
+            applied = self._applied
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await applied.wait()
+            except TimeoutError:
+                return False
+        return True
 
     # -- peers ---------------------------------------------------------------------------
 
@@ -245,6 +272,8 @@ class Room:
         skip = entries[0].sender if len(senders) == 1 and entries[0].sender is not None else None
         self._send([p for p in self.peers if p is not skip], wire.encode(wire.SyncUpdate(merged)))
         self._committed_seq = entries[-1].seq
+        self._applied.set()
+        self._applied = asyncio.Event()
         self._settle(entries, committed=True)
         for entry in entries:
             if entry.done is not None and not entry.done.done():

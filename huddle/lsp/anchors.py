@@ -1,0 +1,40 @@
+"""Positions shared with the room: code points of the editor's text <-> Yjs relative positions
+(``StickyIndex``), whose offsets count UTF-16 units."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pycrdt import Assoc, StickyIndex, Text
+
+from huddle.collab.positions import LineIndex
+
+
+def utf16_of(index: LineIndex, offset: int) -> int:
+    """Code points -> UTF-16 units (Yjs positions). O(1) for ASCII text, else O(offset)."""
+    if index.byte_length == len(index):
+        return offset
+    return len(index.slice(0, offset).encode("utf-16-le")) // 2
+
+
+def offset_of_utf16(index: LineIndex, units: int) -> int:
+    """UTF-16 units -> code points, clamped to the text. O(1) for ASCII text."""
+    if index.byte_length == len(index):
+        return min(units, len(index))
+    encoded = index.text.encode("utf-16-le")[: 2 * units]
+    return len(encoded.decode("utf-16-le", errors="ignore"))
+
+
+def sticky_position(text: Text, index: LineIndex, offset: int) -> dict[str, Any] | None:
+    """A Yjs relative position for ``offset`` (code points of ``index``), or None."""
+    units = utf16_of(index, min(offset, len(index)))
+    total = utf16_of(index, len(index))
+    if total == 0:
+        return None
+    assoc = Assoc.AFTER if units < total else Assoc.BEFORE
+    try:
+        return dict(StickyIndex.new(text, min(units, total), assoc).to_json())
+    except BaseException as exc:  # pycrdt panics on an index past the end of the text
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None

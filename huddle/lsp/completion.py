@@ -1,0 +1,198 @@
+"""AI code completions in the editor: ``textDocument/inlineCompletion`` (LSP 3.18) and a
+``textDocument/completion`` item for editors without inline completion.
+
+The hub builds the prompt from the room and streams the answer back; each streamed piece is
+forwarded as ``huddle/inlineCompletionPartial`` so our editor plugins show ghost text at the
+first token, and the final response carries the whole item.
+
+A completion is reused while the user types into it: if the text typed since it was asked
+for is the start of the completion (finished or still streaming), the rest is answered
+without asking the model again. A request the editor cancels (``$/cancelRequest``, or a
+newer request) is cancelled on the hub, which closes the backend stream; the cancellation
+waits ``REUSE_GRACE_S`` first, so that the request an editor sends right after cancelling
+(as VS Code does on every keystroke) can adopt a completion that still matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types as lsp
+from pycrdt import Text
+
+from huddle.collab import schema
+from huddle.collab.errors import CollabError
+from huddle.collab.positions import Position
+from huddle.lsp.anchors import sticky_position
+from huddle.server.rpc import RpcError
+
+if TYPE_CHECKING:
+    from huddle.lsp.server import HuddleServer
+
+log = logging.getLogger("huddle.lsp.completion")
+
+PARTIAL = "huddle/inlineCompletionPartial"
+HUB_PARTIAL = "complete/partial"
+REUSE_GRACE_S = 0.015
+ANCHOR_CHARS = 256  # text before the cursor that must be unchanged for a completion to be reused
+
+
+class CompletionFailed(Exception):
+    """The hub or the model could not complete; the message is for the user."""
+
+
+@dataclass
+class Flight:
+    """One completion asked of the hub, shared by every editor request it can answer."""
+
+    uri: str
+    position: lsp.Position
+    offset: int  # code points into the editor's text
+    anchor: str  # the text just before ``offset`` when it was asked for
+    task: asyncio.Task[str]
+    partial: str = ""
+    waiters: int = 0
+    cancel_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def typed_since(self, text: str, offset: int) -> str | None:
+        """What was typed after ``self.offset`` if the text before it is unchanged, else None."""
+        before = text[self.offset - len(self.anchor) : self.offset]
+        if offset < self.offset or before != self.anchor:
+            return None
+        return text[self.offset : offset]
+
+
+class Completions:
+    def __init__(self, server: HuddleServer, grace_s: float = REUSE_GRACE_S) -> None:
+        self.server = server
+        self.grace_s = grace_s
+        self.flights: dict[str, Flight] = {}
+        self.reused = 0
+        self.asked = 0
+
+    async def inline(self, uri: str, position: lsp.Position) -> str | None:
+        """The completion to show at ``position``; None when there is nothing to offer."""
+        server = self.server
+        buffer = server.buffers.get(uri)
+        session = server.session
+        if buffer is None or buffer.bridge is None or session is None or session.client is None:
+            return None
+        text = buffer.bridge.shadow
+        try:
+            offset = buffer.bridge.shadow_index.offset_at(
+                Position(position.line, position.character), server.encoding
+            )
+        except CollabError as exc:
+            raise CompletionFailed(f"invalid position: {exc}") from None
+
+        flight = self.flights.get(uri)
+        if flight is not None:
+            typed = flight.typed_since(text, offset)
+            usable = not flight.task.done() or (
+                not flight.task.cancelled() and flight.task.exception() is None
+            )
+            matches = flight.task.done() or flight.partial.startswith(typed or "")
+            if typed is not None and usable and matches:
+                completion = await self._wait(flight)
+                if completion is not None and completion.startswith(typed):
+                    self.reused += bool(typed)
+                    return completion[len(typed) :] or None
+            if not flight.task.done():
+                self._cancel(flight)
+
+        files = schema.files(session.doc)
+        crdt_text = files.get(buffer.path)
+        if not isinstance(crdt_text, Text):
+            return None
+        # None for an empty file: the hub reads it as the start of the file
+        cursor = sticky_position(crdt_text, buffer.bridge.shadow_index, offset)
+        params: dict[str, Any] = {
+            "path": buffer.path,
+            "cursor": cursor,
+            "state": base64.b64encode(session.doc.get_state()).decode(),
+        }
+        if server.settings is not None and server.settings.completion_scope:
+            params["scope"] = server.settings.completion_scope
+        anchor = text[max(0, offset - ANCHOR_CHARS) : offset]
+        flights: list[Flight] = []  # the partial callback runs once the task does, after this
+        task = asyncio.ensure_future(
+            self._ask(session.client.request, params, lambda t: self._partial(flights[0], t))
+        )
+        task.add_done_callback(_retrieve)
+        new = Flight(uri, position, offset, anchor, task)
+        flights.append(new)
+        self.flights[uri] = new
+        self.asked += 1
+        return await self._wait(new) or None
+
+    def _partial(self, flight: Flight, text: str) -> None:
+        flight.partial = text
+        position = {"line": flight.position.line, "character": flight.position.character}
+        self.server.protocol.notify(
+            PARTIAL, {"textDocument": {"uri": flight.uri}, "position": position, "text": text}
+        )
+
+    @staticmethod
+    async def _ask(
+        request: Callable[..., Any], params: dict[str, Any], on_partial: Callable[[str], None]
+    ) -> str:
+        def relay(method: str, payload: dict[str, Any]) -> None:
+            if method == HUB_PARTIAL and isinstance(payload.get("text"), str):
+                on_partial(payload["text"])
+
+        try:
+            result = await request("complete", params, relay)
+        except RpcError as exc:
+            raise CompletionFailed(f"Huddle AI: {exc.message}") from None
+        text = result.get("text") if isinstance(result, dict) else None
+        if not isinstance(text, str):
+            raise CompletionFailed("Huddle AI: the hub sent a malformed completion")
+        return text
+
+    async def _wait(self, flight: Flight) -> str | None:
+        """The flight's completion; None if it was cancelled by someone else (the hub lets a
+        newer request of the same user win, perhaps from another editor)."""
+        if flight.cancel_timer is not None:
+            flight.cancel_timer.cancel()
+            flight.cancel_timer = None
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if flight.task.cancelled() and me is not None and not me.cancelling():
+                return None
+            raise
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                # The editor cancelled: stop the model unless a newer request adopts it.
+                loop = asyncio.get_running_loop()
+                flight.cancel_timer = loop.call_later(self.grace_s, self._cancel, flight)
+
+    def _cancel(self, flight: Flight) -> None:
+        if flight.cancel_timer is not None:
+            flight.cancel_timer.cancel()
+            flight.cancel_timer = None
+        if not flight.task.done():
+            flight.task.cancel()
+
+    def close(self, uri: str) -> None:
+        flight = self.flights.pop(uri, None)
+        if flight is not None:
+            self._cancel(flight)
+
+    def close_all(self) -> None:
+        for uri in list(self.flights):
+            self.close(uri)
+
+
+def _retrieve(task: asyncio.Task[str]) -> None:
+    """A flight nobody waits for any more must not log 'exception was never retrieved'."""
+    if not task.cancelled():
+        task.exception()

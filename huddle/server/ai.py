@@ -1,0 +1,293 @@
+"""The hub's AI gateway: code completions built from the room's own copy of the files.
+
+``huddle lsp`` asks over its hub connection (request ``complete``), so the hub's copy already
+holds the asker's latest keystrokes: the request carries the asker's state vector and the hub
+waits, at most ``catch_up_s``, until it has applied them. The cursor travels as a Yjs relative
+position, so teammates' concurrent edits cannot shift it.
+
+Per room, a fair limiter shares the backend: at most ``max_concurrent_per_user`` requests of
+one user run at once, and a freed slot goes to the waiting user with the fewest running.
+The newest request of a user for a document wins: the older one is cancelled, which closes its
+upstream stream so the backend frees its KV blocks. Read-only members may ask too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import StickyIndex, Text
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from huddle.collab import schema, wire
+from huddle.llm.config import LlmConfig
+from huddle.llm.errors import EmbeddedEngineError, LlmError, NoBackendAvailable
+from huddle.llm.gateway import LlmGateway
+from huddle.llm.prompt import CodeContext, ContextFile
+from huddle.llm.shaping import Scope, Shaper
+from huddle.server import rpc
+
+if TYPE_CHECKING:
+    from huddle.server.hub import RpcContext
+    from huddle.server.room import Room
+
+log = logging.getLogger("huddle.ai")
+
+PARTIAL = "complete/partial"
+
+
+class CompleteParams(BaseModel):
+    """What ``huddle lsp`` sends with a ``complete`` request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(max_length=1024)
+    cursor: dict[str, Any] | None = Field(
+        description="Yjs relative position (StickyIndex JSON); null: the start of the file "
+        "(an empty file has no position to stick to)"
+    )
+    state: str = Field("", max_length=64 * 1024, description="asker's state vector, base64")
+    scope: Scope = "auto"
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+@dataclass
+class FairLimiter:
+    """Slots for one room's requests: ``total`` at once, ``per_user`` for any one user; a
+    freed slot goes to the waiting user with the fewest running, first come first served
+    among equals."""
+
+    total: int
+    per_user: int
+    running: collections.Counter[str] = field(default_factory=collections.Counter)
+    _waiting: list[tuple[int, str, asyncio.Future[None]]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, user: str) -> AsyncIterator[None]:
+        if self._free(user):  # waiters that could run have been granted already
+            self._take(user)
+        else:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (next(self._order), user, future)
+            self._waiting.append(entry)
+            try:
+                await future
+            except asyncio.CancelledError:
+                if entry in self._waiting:
+                    self._waiting.remove(entry)
+                elif future.done() and not future.cancelled():
+                    self._release(user)  # granted as we were cancelled: pass it on
+                raise
+        try:
+            yield
+        finally:
+            self._release(user)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def _free(self, user: str) -> bool:
+        return sum(self.running.values()) < self.total and self.running[user] < self.per_user
+
+    def _take(self, user: str) -> None:
+        self.running[user] += 1
+
+    def _release(self, user: str) -> None:
+        self.running[user] -= 1
+        if self.running[user] <= 0:
+            del self.running[user]
+        self._waiting = [w for w in self._waiting if not w[2].done()]  # cancelled meanwhile
+        while self._waiting:
+            eligible = [w for w in self._waiting if self._free(w[1])]
+            if not eligible:
+                return
+            chosen = min(eligible, key=lambda w: (self.running[w[1]], w[0]))
+            self._waiting.remove(chosen)
+            self._take(chosen[1])
+            chosen[2].set_result(None)
+
+
+class AiService:
+    """Owned by the hub. The LLM gateway (and with it the embedded model) starts on first use
+    unless ``start()`` is called at startup."""
+
+    def __init__(self, config: LlmConfig, secret: bytes) -> None:
+        self.config = config
+        self._secret = secret
+        self._gateway: LlmGateway | None = None
+        self._starting = asyncio.Lock()
+        self._limiters: dict[str, FairLimiter] = {}
+        self._latest: dict[tuple[str, str, str], asyncio.Task[Any]] = {}
+
+    async def start(self) -> LlmGateway:
+        async with self._starting:
+            if self._gateway is None:
+                gateway = LlmGateway(self.config, self._secret)
+                try:
+                    await gateway.__aenter__()
+                except EmbeddedEngineError as exc:
+                    log.error("the embedded model cannot start: %s", exc)
+                    raise rpc.RpcError("ai_unavailable", f"the model cannot start: {exc}") from None
+                self._gateway = gateway
+            return self._gateway
+
+    async def aclose(self) -> None:
+        for task in list(self._latest.values()):
+            task.cancel()
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            await gateway.__aexit__(None, None, None)
+
+    @property
+    def gateway(self) -> LlmGateway | None:
+        return self._gateway
+
+    # -- the ``complete`` request ---------------------------------------------------------
+
+    async def complete(self, ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
+        try:
+            params = CompleteParams.model_validate(call.params)
+        except ValidationError as exc:
+            raise rpc.RpcError("invalid_params", f"{exc.error_count()} invalid fields") from None
+        room, user = ctx.room, ctx.peer.grant.user
+        key = (room.name, user, params.path)
+        me = asyncio.current_task()
+        assert me is not None
+        older = self._latest.get(key)
+        if older is not None and older is not me:
+            older.cancel()  # newest request wins
+        self._latest[key] = me
+        try:
+            return await self._complete(room, user, params, ctx.peer.grant.can_edit, call)
+        finally:
+            if self._latest.get(key) is me:
+                del self._latest[key]
+
+    async def _complete(
+        self, room: Room, user: str, params: CompleteParams, can_edit: bool, call: rpc.Call
+    ) -> dict[str, Any]:
+        if can_edit and params.state:
+            await self._catch_up(room, params.state)
+        context, shaper = self._context(room, params)
+        gateway = await self.start()
+        limiter = self._limiters.setdefault(
+            room.name,
+            FairLimiter(self.config.max_concurrent_per_room, self.config.max_concurrent_per_user),
+        )
+        shown = ""
+        try:
+            async with (
+                limiter.slot(user),
+                gateway.complete(room.name, context, max_tokens=params.max_tokens) as s,
+            ):
+                async for chunk in s:
+                    done = shaper.feed(chunk.text)
+                    if shaper.visible != shown:
+                        shown = shaper.visible
+                        call.notify(PARTIAL, {"text": shown})
+                    if done:
+                        break
+                usage = s.usage
+                finish = "stop" if shaper.done else s.finish_reason
+                model = s.model
+        except NoBackendAvailable as exc:
+            raise rpc.RpcError("ai_unavailable", str(exc)) from None
+        except LlmError as exc:
+            raise rpc.RpcError("ai_failed", str(exc)) from None
+        finally:
+            if not limiter.running and not limiter.waiting:
+                self._limiters.pop(room.name, None)
+        return {
+            "text": shaper.final(),
+            "finish_reason": finish,
+            "model": model,
+            "scope": shaper.scope,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "cached_tokens": usage.cached_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+        }
+
+    async def _catch_up(self, room: Room, state: str) -> None:
+        try:
+            wanted = wire.decode_state_vector(base64.b64decode(state, validate=True))
+        except (ValueError, wire.WireError):
+            raise rpc.RpcError("invalid_params", "state is not a base64 state vector") from None
+        known = wire.decode_state_vector(room.doc.get_state())
+        for client_id, clock in wanted.items():
+            if known.get(client_id, 0) < clock and not await room.caught_up(
+                client_id, clock, within=self.config.catch_up_s
+            ):
+                log.info("room %s: completing without edits the hub has not got yet", room.name)
+                return
+
+    def _context(self, room: Room, params: CompleteParams) -> tuple[CodeContext, Shaper]:
+        files = schema.files(room.doc)
+        text = files.get(params.path)
+        if not isinstance(text, Text):
+            raise rpc.RpcError("not_found", "no such file in the room")
+        content = str(text)
+        offset = 0 if params.cursor is None else _resolve(room, text, content, params.cursor)
+        if offset is None:
+            raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
+        recent = sorted(
+            (p for p in room.edited if p != params.path and p in files),
+            key=lambda p: room.edited[p],
+            reverse=True,
+        )[: self.config.max_context_files]
+        context = CodeContext(
+            path=params.path,
+            prefix=content[:offset],
+            suffix=content[offset:],
+            files=[ContextFile(path=p, text=str(files[p])) for p in recent],
+            repo_name=room.name,
+        )
+        line_start = content.rfind("\n", 0, offset) + 1
+        shaper = Shaper(
+            params.scope,
+            content[line_start:offset],
+            content[offset:],
+            max_lines=self.config.max_completion_lines,
+        )
+        return context, shaper
+
+
+def _resolve(room: Room, text: Text, content: str, cursor: dict[str, Any]) -> int | None:
+    """A Yjs relative position to a code-point offset into ``content``; None if it does not
+    resolve (pycrdt panics on an item this replica lacks, so that is checked first)."""
+    item = cursor.get("item")
+    if isinstance(item, dict):
+        known = wire.decode_state_vector(room.doc.get_state())
+        client, clock = item.get("client"), item.get("clock")
+        if not isinstance(client, int) or not isinstance(clock, int):
+            return None
+        if clock >= known.get(client, 0):
+            return None
+    try:
+        units = StickyIndex.from_json(cursor, text).get_index()
+    except (ValueError, KeyError, TypeError, RuntimeError):
+        return None
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None
+    return _offset_of_utf16(content, units)
+
+
+def _offset_of_utf16(content: str, units: int) -> int | None:
+    if content.isascii():
+        return units if 0 <= units <= len(content) else None
+    count = 0
+    for index, char in enumerate(content):
+        if count >= units:
+            return index if count == units else None
+        count += 2 if ord(char) > 0xFFFF else 1
+    return len(content) if count == units else None
