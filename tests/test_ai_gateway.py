@@ -189,7 +189,7 @@ async def test_a_read_only_member_may_ask_for_completions(
 
 
 async def test_backend_failures_fail_that_request_only(
-    clients: Callable[..., Any], backend: FakeBackend
+    clients: Callable[..., Any], backend: FakeBackend, ai_hub: Hub
 ) -> None:
     ann = await clients("ann")
     await seeded(ann, "m.py", "x = \n")
@@ -216,6 +216,10 @@ async def test_backend_failures_fail_that_request_only(
     assert (await ann.request("complete", params(ann, "m.py", 4)))["text"] == "1"
     schema.files(ann.doc)["m.py"].insert(4, "1")  # the connection is still a good one
     await ann.flush()
+    metrics = ai_hub.metrics.render().decode()
+    assert 'huddle_ai_requests_total{kind="complete",outcome="failed"} 2.0' in metrics
+    assert 'huddle_ai_requests_total{kind="complete",outcome="ok"} 1.0' in metrics
+    assert "huddle_ai_first_token_seconds_count 2.0" in metrics  # "par" and "1"
 
 
 async def test_invalid_requests_are_refused_clearly(clients: Callable[..., Any]) -> None:

@@ -33,6 +33,7 @@ from huddle.llm.gateway import LlmGateway
 from huddle.llm.prompt import CodeContext, ContextFile
 from huddle.llm.shaping import Scope, Shaper
 from huddle.server import rpc
+from huddle.server.metrics import HubMetrics
 
 if TYPE_CHECKING:
     from huddle.server.hub import RpcContext
@@ -120,8 +121,9 @@ class AiService:
     """Owned by the hub. The LLM gateway (and with it the embedded model) starts on first use
     unless ``start()`` is called at startup."""
 
-    def __init__(self, config: LlmConfig, secret: bytes) -> None:
+    def __init__(self, config: LlmConfig, secret: bytes, metrics: HubMetrics) -> None:
         self.config = config
+        self._metrics = metrics
         self._secret = secret
         self._gateway: LlmGateway | None = None
         self._starting = asyncio.Lock()
@@ -166,9 +168,19 @@ class AiService:
         if older is not None and older is not me:
             older.cancel()  # newest request wins
         self._latest[key] = me
+        outcome = "failed"
         try:
-            return await self._complete(room, user, params, ctx.peer.grant.can_edit, call)
+            result = await self._complete(room, user, params, ctx.peer.grant.can_edit, call)
+            outcome = "ok"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except rpc.RpcError as exc:
+            outcome = "failed" if exc.code.startswith("ai_") else "refused"
+            raise
         finally:
+            self._metrics.ai_requests.labels("complete", outcome).inc()
             if self._latest.get(key) is me:
                 del self._latest[key]
 
@@ -184,12 +196,18 @@ class AiService:
             FairLimiter(self.config.max_concurrent_per_room, self.config.max_concurrent_per_user),
         )
         shown = ""
+        started = asyncio.get_running_loop().time()
+        first = True
         try:
             async with (
                 limiter.slot(user),
                 gateway.complete(room.name, context, max_tokens=params.max_tokens) as s,
             ):
                 async for chunk in s:
+                    if first and chunk.text:
+                        first = False
+                        elapsed = asyncio.get_running_loop().time() - started
+                        self._metrics.ai_first_token.observe(elapsed)
                     done = shaper.feed(chunk.text)
                     if shaper.visible != shown:
                         shown = shaper.visible

@@ -119,7 +119,7 @@ class Hub:
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
         self._stopped = asyncio.Event()
-        self.ai = AiService(config.llm, self.signer.derive("llm-cache-salt"))
+        self.ai = AiService(config.llm, self.signer.derive("llm-cache-salt"), self.metrics)
         self.methods: dict[str, rpc.Handler] = {
             "invite": _invite,
             "create_file": _create_file,

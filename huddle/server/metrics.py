@@ -29,6 +29,19 @@ class HubMetrics:
             "huddle_readonly_updates_dropped", "Updates dropped from read-only users", registry=r
         )
 
+        self.ai_requests = Counter(
+            "huddle_ai_requests",
+            "AI requests by kind and outcome (ok, cancelled, failed, refused)",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.ai_first_token = Histogram(
+            "huddle_ai_first_token_seconds",
+            "From an AI request reaching the hub to the first generated text",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+
     def on_commit(self, seconds: float, count: int) -> None:
         self.store_latency.observe(seconds)
         self.updates_stored.inc(count)
