@@ -91,8 +91,6 @@ def _config(args: argparse.Namespace) -> HuddleConfig:
     if getattr(args, "url", None):
         hub["public_url"] = args.url
     if getattr(args, "llm_url", None):
-        if not args.llm_model:
-            raise SystemExit("huddle: --llm-url needs --llm-model")
         hub["llm"]["backends"] = [{"url": u, "model": args.llm_model} for u in args.llm_url]
     top = base.model_dump()
     for field in ("log_level", "log_format"):
@@ -188,7 +186,10 @@ def _ago(ts: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "llm_url", None) and not args.llm_model:
+        parser.error("--llm-url needs --llm-model (the model those servers serve)")
     try:
         config = _config(args)
     except ValidationError as exc:

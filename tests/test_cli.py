@@ -59,6 +59,8 @@ def test_invite_prints_a_working_token_and_join_link(tmp_path: Path) -> None:
         (["invite", "r"], "--user"),
         (["serve", "--port", "99999"], "port"),
         (["serve", "--tls-cert", "c.pem"], "tls_cert and tls_key must be given together"),
+        (["serve", "--llm-url", "http://gpu:8000"], "--llm-url needs --llm-model"),
+        (["serve", "--llm-url", "ftp://gpu", "--llm-model", "m"], "http:// or https://"),
         (["frobnicate"], "invalid choice"),
     ],
 )
