@@ -288,3 +288,36 @@ async def test_huddle_serve_starts_the_embedded_model_and_completes_with_it(
             answer = await client.request("complete", params(client, "calc.py", 26))
         assert answer["scope"] == "line" and answer["text"].strip()
         assert answer["model"] == "smollm2-135m-instruct", answer
+
+
+async def test_private_files_never_reach_the_model_and_every_request_is_audited(
+    clients: Callable[..., Any], backend: FakeBackend, ai_hub: Hub
+) -> None:
+    """A Node or browser client can put anything in a room; the hub still keeps secrets and
+    the room's own .huddleignore away from the model."""
+    ann = await clients("ann")
+    await seeded(ann, ".env", "API_KEY=sk-live-123\n")
+    await seeded(ann, ".huddleignore", "notes/\n")
+    await seeded(ann, "notes/plan.md", "SECRET PLAN\n")
+    await seeded(ann, "lib.py", "def lib():\n    pass\n")
+    for path in (".env", "notes/plan.md", "lib.py"):
+        schema.files(ann.doc)[path].insert(0, "# edited\n")  # all recently edited
+    await seeded(ann, "main.py", "x = \n")
+    answer = await ann.request("complete", params(ann, "main.py", 4))
+    assert answer["text"] == "x = 1"
+    prompt = backend.requests[-1].json()["prompt"]
+    assert "<|file_sep|>lib.py" in prompt
+    assert "sk-live-123" not in prompt and "SECRET PLAN" not in prompt
+    for private in (".env", "notes/plan.md"):
+        with pytest.raises(RpcError) as refused:
+            await ann.request("complete", params(ann, private, 0))
+        assert refused.value.code == "forbidden"
+    assert len(backend.requests) == 1
+
+    (record,) = ai_hub.audit.read()
+    assert record["room"] == ROOM and record["user"] == "ann" and record["kind"] == "completion"
+    assert record["files"] == [".huddleignore", "lib.py", "main.py"]
+    assert record["outcome"] == "ok" and record["backend"] == backend.url
+    assert record["prompt_tokens"] > 0 and record["completion_tokens"] == 1
+    assert "prompt" not in record and "completion" not in record  # content only if configured
+    assert "sk-live" not in ai_hub.audit.path.read_text()

@@ -134,6 +134,12 @@ class LlmConfig(_Strict):
     catch_up_s: float = Field(
         1.0, ge=0, description="how long the hub waits for the asker's last keystrokes"
     )
+    max_summaries_per_room: int = Field(
+        1, ge=1, description="summaries of one room generated at once (apart from completions)"
+    )
+    audit_content: bool = Field(
+        False, description="also write prompts and answers to the audit log (audit.jsonl)"
+    )
     max_completion_lines: int = Field(16, ge=1, description="lines of a block completion")
 
     failover_cooldown_s: float = Field(

@@ -118,12 +118,20 @@ class LlmGateway:
         )
 
     def complete(
-        self, room: str, context: CodeContext, *, max_tokens: int | None = None
+        self,
+        room: str,
+        context: CodeContext,
+        *,
+        max_tokens: int | None = None,
+        on_prompt: Callable[[BackendConfig, Prompt], None] | None = None,
     ) -> AbstractAsyncContextManager[CompletionStream]:
-        """Stream a code completion (fill-in-the-middle where the model supports it)."""
+        """Stream a code completion (fill-in-the-middle where the model supports it).
+        ``on_prompt`` hears of the prompt built for the backend chosen (for the audit log)."""
 
         def build(backend: BackendConfig) -> CompletionRequest:
             prompt = self.build_prompt(backend, context)
+            if on_prompt is not None:
+                on_prompt(backend, prompt)
             return self.request(
                 room,
                 backend,
@@ -135,6 +143,12 @@ class LlmGateway:
 
         return self.router.stream(room, build)
 
+    def prompt_budget_chars(self, room: str) -> int:
+        """Characters a summary prompt may hold on the room's backend, answer room kept."""
+        backend = self.router.candidates(room)[0]
+        tokens = backend.context_tokens or self.config.context_tokens
+        return max(256, tokens * 4)
+
     def generate(
         self,
         room: str,
@@ -143,6 +157,7 @@ class LlmGateway:
         purpose: Purpose = "summary",
         max_tokens: int | None = None,
         stop: Sequence[str] = (),
+        on_prompt: Callable[[BackendConfig, str], None] | None = None,
     ) -> AbstractAsyncContextManager[CompletionStream]:
         """Stream a plain continuation of ``prompt`` (summaries). Put the shared, stable part
         of the prompt first so the prefix cache can serve it."""
@@ -151,6 +166,8 @@ class LlmGateway:
         )
 
         def build(backend: BackendConfig) -> CompletionRequest:
+            if on_prompt is not None:
+                on_prompt(backend, prompt)
             return self.request(room, backend, prompt, purpose=purpose, max_tokens=limit, stop=stop)
 
         return self.router.stream(room, build)

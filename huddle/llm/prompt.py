@@ -49,6 +49,7 @@ class Prompt(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str
+    path: str = Field(description="the current file")
     stop: list[str]
     template: str
     estimated_tokens: int
@@ -105,6 +106,7 @@ def build_prompt(
     )
     return Prompt(
         text=text,
+        path=context.path,
         stop=list(template.stop),
         template=template.name,
         estimated_tokens=count(text),

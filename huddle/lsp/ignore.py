@@ -6,28 +6,7 @@ from pathlib import Path, PurePosixPath
 
 from pathspec import GitIgnoreSpec
 
-IGNORE_FILE = ".huddleignore"
-
-# Secrets and machine-local state that must never leave the editor (gitignore syntax).
-DEFAULT_PATTERNS = (
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "*.keystore",
-    "*.kdbx",
-    "id_*",
-    ".ssh/",
-    ".gnupg/",
-    ".aws/",
-    ".netrc",
-    ".npmrc",
-    ".pypirc",
-    ".git/",
-    "huddle.toml",
-)
+from huddle.collab.privacy import DEFAULT_PATTERNS, IGNORE_FILE
 
 
 class ShareRules:

@@ -19,20 +19,25 @@ import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pycrdt import StickyIndex, Text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huddle.collab import schema, wire
-from huddle.llm.config import LlmConfig
+from huddle.collab.privacy import IGNORE_FILE, PathRules
+from huddle.llm.client import CompletionStream
+from huddle.llm.config import BackendConfig, LlmConfig
 from huddle.llm.errors import EmbeddedEngineError, LlmError, NoBackendAvailable
 from huddle.llm.gateway import LlmGateway
-from huddle.llm.prompt import CodeContext, ContextFile
+from huddle.llm.prompt import CodeContext, ContextFile, Prompt, approx_tokens
+from huddle.llm.protocol import Usage
 from huddle.llm.shaping import Scope, Shaper
 from huddle.server import rpc
+from huddle.server.audit import AuditLog
 from huddle.server.metrics import HubMetrics
 
 if TYPE_CHECKING:
@@ -57,6 +62,23 @@ class CompleteParams(BaseModel):
     state: str = Field("", max_length=64 * 1024, description="asker's state vector, base64")
     scope: Scope = "auto"
     max_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+@dataclass
+class ModelRun:
+    """What one model request produced."""
+
+    text: str = ""
+    chunks: int = 0
+    files: tuple[str, ...] = ()
+    backend: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+StreamContext = AbstractAsyncContextManager[CompletionStream]
+OnPrompt = Callable[[BackendConfig, Any], None]
 
 
 @dataclass
@@ -121,9 +143,13 @@ class AiService:
     """Owned by the hub. The LLM gateway (and with it the embedded model) starts on first use
     unless ``start()`` is called at startup."""
 
-    def __init__(self, config: LlmConfig, secret: bytes, metrics: HubMetrics) -> None:
+    def __init__(
+        self, config: LlmConfig, secret: bytes, metrics: HubMetrics, audit: AuditLog
+    ) -> None:
         self.config = config
+        self.audit = audit
         self._metrics = metrics
+        self._summary_limiters: dict[str, FairLimiter] = {}
         self._secret = secret
         self._gateway: LlmGateway | None = None
         self._starting = asyncio.Lock()
@@ -190,49 +216,130 @@ class AiService:
         if can_edit and params.state:
             await self._catch_up(room, params.state)
         context, shaper = self._context(room, params)
-        gateway = await self.start()
-        limiter = self._limiters.setdefault(
-            room.name,
-            FairLimiter(self.config.max_concurrent_per_room, self.config.max_concurrent_per_user),
-        )
         shown = ""
-        started = asyncio.get_running_loop().time()
-        first = True
-        try:
-            async with (
-                limiter.slot(user),
-                gateway.complete(room.name, context, max_tokens=params.max_tokens) as s,
-            ):
-                async for chunk in s:
-                    if first and chunk.text:
-                        first = False
-                        elapsed = asyncio.get_running_loop().time() - started
-                        self._metrics.ai_first_token.observe(elapsed)
-                    done = shaper.feed(chunk.text)
-                    if shaper.visible != shown:
-                        shown = shaper.visible
-                        call.notify(PARTIAL, {"text": shown})
-                    if done:
-                        break
-                usage = s.usage
-                finish = "stop" if shaper.done else s.finish_reason
-                model = s.model
-        except NoBackendAvailable as exc:
-            raise rpc.RpcError("ai_unavailable", str(exc)) from None
-        except LlmError as exc:
-            raise rpc.RpcError("ai_failed", str(exc)) from None
-        finally:
-            if not limiter.running and not limiter.waiting:
-                self._limiters.pop(room.name, None)
+
+        def on_text(text: str) -> bool:
+            nonlocal shown
+            done = shaper.feed(text)
+            if shaper.visible != shown:
+                shown = shaper.visible
+                call.notify(PARTIAL, {"text": shown})
+            return done
+
+        def open_stream(gateway: LlmGateway, on_prompt: OnPrompt) -> StreamContext:
+            return gateway.complete(
+                room.name, context, max_tokens=params.max_tokens, on_prompt=on_prompt
+            )
+
+        run = await self.run(room, user, "completion", open_stream, on_text)
+        usage = run.usage
         return {
             "text": shaper.final(),
-            "finish_reason": finish,
-            "model": model,
+            "finish_reason": "stop" if shaper.done else run.finish_reason,
+            "model": run.model,
             "scope": shaper.scope,
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "cached_tokens": usage.cached_tokens if usage else None,
             "completion_tokens": usage.completion_tokens if usage else None,
         }
+
+    # -- one model request, for completions and summaries alike -------------------------------
+
+    async def run(
+        self,
+        room: Room,
+        user: str,
+        kind: Literal["completion", "summary"],
+        open_stream: Callable[[LlmGateway, OnPrompt], StreamContext],
+        on_text: Callable[[str], bool],
+    ) -> ModelRun:
+        """Stream one model request under the room's fair limiter for ``kind``, feeding
+        ``on_text`` until it returns True or the stream ends; audited and measured."""
+        gateway = await self.start()
+        limiters = self._limiters if kind == "completion" else self._summary_limiters
+        limiter = limiters.setdefault(room.name, self._new_limiter(kind))
+        run = ModelRun()
+        prompt: Prompt | str | None = None
+
+        def on_prompt(backend: BackendConfig, built: Prompt | str) -> None:
+            nonlocal prompt
+            prompt = built
+            run.backend = backend.url
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome: Literal["ok", "cancelled", "failed"] = "failed"
+        error: str | None = None
+        try:
+            async with limiter.slot(user), open_stream(gateway, on_prompt) as stream:
+                async for chunk in stream:
+                    if not chunk.text:
+                        continue
+                    if not run.text:
+                        self._metrics.ai_first_token.observe(loop.time() - started)
+                    run.text += chunk.text
+                    run.chunks += 1
+                    if on_text(chunk.text):
+                        break
+                run.usage = stream.usage
+                run.finish_reason = stream.finish_reason
+                run.model = stream.model
+            outcome = "ok"
+            return run
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except NoBackendAvailable as exc:
+            error = str(exc)
+            raise rpc.RpcError("ai_unavailable", error) from None
+        except LlmError as exc:
+            error = str(exc)
+            raise rpc.RpcError("ai_failed", error) from None
+        finally:
+            if not limiter.running and not limiter.waiting:
+                limiters.pop(room.name, None)
+            self._audit(room, user, kind, prompt, run, outcome, error)
+
+    def _new_limiter(self, kind: str) -> FairLimiter:
+        if kind == "completion":
+            return FairLimiter(
+                self.config.max_concurrent_per_room, self.config.max_concurrent_per_user
+            )
+        return FairLimiter(self.config.max_summaries_per_room, 1)
+
+    def _audit(
+        self,
+        room: Room,
+        user: str,
+        kind: Literal["completion", "summary"],
+        prompt: Prompt | str | None,
+        run: ModelRun,
+        outcome: Literal["ok", "cancelled", "failed"],
+        error: str | None,
+    ) -> None:
+        if prompt is None:
+            return  # nothing was sent to a model
+        if isinstance(prompt, Prompt):
+            text, files = prompt.text, [*prompt.context_paths, prompt.path]
+            estimate = prompt.estimated_tokens
+        else:
+            text, files, estimate = prompt, list(run.files), approx_tokens(prompt)
+        usage = run.usage
+        self.audit.record(
+            room=room.name,
+            user=user,
+            kind=kind,
+            outcome=outcome,
+            files=files,
+            backend=run.backend,
+            model=run.model,
+            prompt_tokens=usage.prompt_tokens if usage else estimate,
+            completion_tokens=usage.completion_tokens if usage else run.chunks,
+            tokens_estimated=usage is None,
+            error=error,
+            prompt=text,
+            completion=run.text,
+        )
 
     async def _catch_up(self, room: Room, state: str) -> None:
         try:
@@ -252,12 +359,15 @@ class AiService:
         text = files.get(params.path)
         if not isinstance(text, Text):
             raise rpc.RpcError("not_found", "no such file in the room")
+        rules = private_paths(room)
+        if rules.private(params.path):
+            raise rpc.RpcError("forbidden", "this file is private: it never goes to a model")
         content = str(text)
         offset = 0 if params.cursor is None else _resolve(room, text, content, params.cursor)
         if offset is None:
             raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
         recent = sorted(
-            (p for p in room.edited if p != params.path and p in files),
+            (p for p in room.edited if p != params.path and p in files and not rules.private(p)),
             key=lambda p: room.edited[p],
             reverse=True,
         )[: self.config.max_context_files]
@@ -276,6 +386,13 @@ class AiService:
             max_lines=self.config.max_completion_lines,
         )
         return context, shaper
+
+
+def private_paths(room: Room) -> PathRules:
+    """The built-in secret patterns plus the room's own `.huddleignore`, if it shares one: a
+    file that matches never goes to a model, whoever put it in the room."""
+    ignore = schema.files(room.doc).get(IGNORE_FILE)
+    return PathRules.from_ignore_file(str(ignore) if isinstance(ignore, Text) else None)
 
 
 def _resolve(room: Room, text: Text, content: str, cursor: dict[str, Any]) -> int | None:

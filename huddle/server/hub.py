@@ -21,6 +21,7 @@ from websockets.http11 import Request, Response
 from huddle.collab import wire
 from huddle.server import rpc
 from huddle.server.ai import AiService
+from huddle.server.audit import AuditLog
 from huddle.server.auth import Grant, Role, TokenSigner
 from huddle.server.client import room_url
 from huddle.server.config import HubConfig
@@ -119,7 +120,10 @@ class Hub:
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
         self._stopped = asyncio.Event()
-        self.ai = AiService(config.llm, self.signer.derive("llm-cache-salt"), self.metrics)
+        self.audit = AuditLog(config.data_dir, include_content=config.llm.audit_content)
+        self.ai = AiService(
+            config.llm, self.signer.derive("llm-cache-salt"), self.metrics, self.audit
+        )
         self.methods: dict[str, rpc.Handler] = {
             "invite": _invite,
             "create_file": _create_file,

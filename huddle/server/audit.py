@@ -1,0 +1,66 @@
+"""The audit log: one JSON line per model request, in the hub's data directory.
+
+It says who asked what of which model, and which files went into the prompt, so a team can
+account for everything that left for a backend. Prompt and answer text are recorded only when
+``LlmConfig.audit_content`` is set."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger("huddle.audit")
+
+AUDIT_FILE = "audit.jsonl"
+
+
+class AuditRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time: float
+    room: str
+    user: str
+    kind: Literal["completion", "summary"]
+    outcome: Literal["ok", "cancelled", "failed"] = "ok"
+    files: list[str]
+    backend: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False
+    error: str | None = None
+    prompt: str | None = None
+    completion: str | None = None
+
+
+class AuditLog:
+    def __init__(self, data_dir: Path, *, include_content: bool = False) -> None:
+        self.path = data_dir / AUDIT_FILE
+        self.include_content = include_content
+        self._lock = threading.Lock()
+
+    def record(self, **fields: Any) -> AuditRecord:
+        """Append one record (a line is written whole: no torn records between writers)."""
+        if not self.include_content:
+            fields.pop("prompt", None)
+            fields.pop("completion", None)
+        entry = AuditRecord(time=time.time(), **fields)
+        line = entry.model_dump_json(exclude_none=True) + "\n"
+        try:
+            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError as exc:  # the request was served; losing its audit line is logged
+            log.error("cannot write the audit log %s: %s", self.path, exc)
+        return entry
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self.path.open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
