@@ -2,8 +2,12 @@
 
 Every update is stored with the authenticated user and the server time (the journal). A
 snapshot records the merged state up to a sequence number; loading a room applies the latest
-snapshot and then the log after it. Compaction never deletes journal rows younger than
-``history_days``, so history queries keep working across snapshots.
+snapshot and then the log after it. Each compaction also keeps its state as a history point,
+so the room can be rebuilt as of any kept time: the newest history point at or before that
+time plus the journal after it (``huddle.server.history``). Compaction trims what is older
+than ``history_days``, except the newest history point before that boundary and every journal
+row after it, which any later time is rebuilt from; ``journal_trimmed`` records up to which
+sequence number rows may be gone, so a rebuild that would need them is refused, not wrong.
 
 All SQLite work runs on one dedicated thread; appends are group-committed: whatever arrived
 while the previous transaction was committing goes into the next one.
@@ -49,6 +53,33 @@ CREATE TABLE IF NOT EXISTS snapshots (
     ts REAL NOT NULL,
     state BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS history (
+    room_id INTEGER NOT NULL REFERENCES rooms(id),
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    state BLOB NOT NULL,
+    PRIMARY KEY (room_id, seq)
+);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (room_id, ts);
+CREATE TABLE IF NOT EXISTS journal_trimmed (
+    room_id INTEGER PRIMARY KEY REFERENCES rooms(id),
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_seen (
+    room_id INTEGER NOT NULL REFERENCES rooms(id),
+    user TEXT NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (room_id, user)
+) WITHOUT ROWID;
+"""
+
+# A store from before ``journal_trimmed`` may already have trimmed its journal: assume rows
+# below the first one left (or all of a compacted room's, when none is left) are gone.
+_MIGRATE_TRIMMED = """
+INSERT OR IGNORE INTO journal_trimmed (room_id, seq)
+SELECT s.room_id,
+       coalesce((SELECT min(u.seq) FROM updates u WHERE u.room_id = s.room_id) - 1, s.seq)
+FROM snapshots s
 """
 
 
@@ -60,6 +91,15 @@ class JournalEntry:
     ts: float
     user: str
     update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBase:
+    """A state to rebuild a room from: every update up to ``seq`` (0 and None: the empty doc)."""
+
+    seq: int
+    ts: float | None
+    state: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +150,12 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self._conn.execute("PRAGMA busy_timeout=5000")
+        trimmed_known = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_trimmed'"
+        ).fetchone()
         self._conn.executescript(_SCHEMA)
+        if trimmed_known is None:
+            self._conn.execute(_MIGRATE_TRIMMED)
 
     @classmethod
     def in_dir(cls, data_dir: Path, durability: str = "normal") -> Database:
@@ -160,18 +205,105 @@ class Database:
             )
 
     def compact(self, room_id: int, seq: int, state: bytes, keep_after: float) -> None:
+        """Store ``state`` (the room up to ``seq``) as the snapshot to load and as a history
+        point, then trim what is older than ``keep_after``: every history point but the newest
+        of them, the base for rebuilding any later time, and the journal up to that base."""
+        now = time.time()
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.execute(
                 "INSERT INTO snapshots (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (room_id) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, "
                 "state = excluded.state",
-                (room_id, seq, time.time(), state),
+                (room_id, seq, now, state),
             )
             self._conn.execute(
-                "DELETE FROM updates WHERE room_id = ? AND seq <= ? AND ts < ?",
-                (room_id, seq, keep_after),
+                "INSERT INTO history (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (room_id, seq) DO NOTHING",
+                (room_id, seq, now, state),
             )
+            base = self._conn.execute(
+                "SELECT seq FROM history WHERE room_id = ? AND ts < ? "
+                "ORDER BY ts DESC, seq DESC LIMIT 1",
+                (room_id, keep_after),
+            ).fetchone()
+            if base is None:
+                return
+            base_seq = min(int(base[0]), seq)
+            self._conn.execute(
+                "DELETE FROM history WHERE room_id = ? AND ts < ? AND seq != ?",
+                (room_id, keep_after, base_seq),
+            )
+            trimmed = self._conn.execute(
+                "SELECT max(seq) FROM updates WHERE room_id = ? AND seq <= ? AND ts < ?",
+                (room_id, base_seq, keep_after),
+            ).fetchone()[0]
+            if trimmed is None:
+                return
+            self._conn.execute(
+                "DELETE FROM updates WHERE room_id = ? AND seq <= ? AND ts < ?",
+                (room_id, trimmed, keep_after),
+            )
+            self._conn.execute(
+                "INSERT INTO journal_trimmed (room_id, seq) VALUES (?, ?) "
+                "ON CONFLICT (room_id) DO UPDATE SET seq = max(seq, excluded.seq)",
+                (room_id, int(trimmed)),
+            )
+
+    def history_base(self, room: str, at: float) -> HistoryBase | None:
+        """What to rebuild ``room`` as of ``at`` from: the newest history point at or before
+        ``at``, or the empty doc while the journal still holds every update; None when the
+        journal rows after that base were trimmed. An unknown room is empty at any time."""
+        room_id = self.room_id(room)
+        if room_id is None:
+            return HistoryBase(0, None, None)
+        row = self._conn.execute(
+            "SELECT seq, ts, state FROM history WHERE room_id = ? AND ts <= ? "
+            "ORDER BY ts DESC, seq DESC LIMIT 1",
+            (room_id, at),
+        ).fetchone()
+        base = (
+            HistoryBase(0, None, None)
+            if row is None
+            else HistoryBase(int(row[0]), float(row[1]), bytes(row[2]))
+        )
+        return None if self._trimmed(room_id) > base.seq else base
+
+    def history_kept_from(self, room: str) -> float | None:
+        """The earliest time ``room`` can still be rebuilt as of; None: any time (nothing
+        trimmed), or no time at all when the journal was trimmed before history was kept."""
+        room_id = self.room_id(room)
+        if room_id is None or not (trimmed := self._trimmed(room_id)):
+            return None
+        row = self._conn.execute(
+            "SELECT min(ts) FROM history WHERE room_id = ? AND seq >= ?", (room_id, trimmed)
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def _trimmed(self, room_id: int) -> int:
+        row = self._conn.execute(
+            "SELECT seq FROM journal_trimmed WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def last_seen(self, room: str, user: str) -> float | None:
+        """When ``user`` last looked at ``room`` (as recorded by ``set_last_seen``)."""
+        row = self._conn.execute(
+            "SELECT l.ts FROM last_seen l JOIN rooms r ON r.id = l.room_id "
+            "WHERE r.name = ? AND l.user = ?",
+            (room, user),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def set_last_seen(self, room: str, user: str, ts: float) -> None:
+        room_id = self.room_id(room)
+        if room_id is None:
+            raise StoreError(f"no room {room!r}")
+        self._conn.execute(
+            "INSERT INTO last_seen (room_id, user, ts) VALUES (?, ?, ?) "
+            "ON CONFLICT (room_id, user) DO UPDATE SET ts = excluded.ts",
+            (room_id, user, ts),
+        )
 
     def journal(
         self,
@@ -180,8 +312,9 @@ class Database:
         since: float | None = None,
         until: float | None = None,
         user: str | None = None,
+        after_seq: int | None = None,
     ) -> list[JournalEntry]:
-        """Stored updates of ``room`` in commit order, filtered by time and author."""
+        """Stored updates of ``room`` in commit order, filtered by time, author and sequence."""
         sql = (
             "SELECT u.seq, u.ts, u.user, u.data FROM updates u JOIN rooms r ON r.id = u.room_id "
             "WHERE r.name = ?"
@@ -196,6 +329,9 @@ class Database:
         if user is not None:
             sql += " AND u.user = ?"
             args.append(user)
+        if after_seq is not None:
+            sql += " AND u.seq > ?"
+            args.append(after_seq)
         rows = self._conn.execute(sql + " ORDER BY u.seq", args).fetchall()
         return [JournalEntry(int(s), float(t), str(u), bytes(d)) for s, t, u, d in rows]
 
@@ -312,3 +448,9 @@ class Store:
     async def compact(self, room_id: int, seq: int, state: bytes) -> None:
         keep_after = time.time() - self._config.history_days * 86400
         await self.call(lambda db: db.compact(room_id, seq, state, keep_after))
+
+    async def last_seen(self, room: str, user: str) -> float | None:
+        return await self.call(lambda db: db.last_seen(room, user))
+
+    async def set_last_seen(self, room: str, user: str, ts: float) -> None:
+        await self.call(lambda db: db.set_last_seen(room, user, ts))
