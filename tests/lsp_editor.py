@@ -67,7 +67,12 @@ class Editor:
             return self._on_apply_edit(params)
 
         self.client.feature(lsp.WORKSPACE_APPLY_EDIT)(apply_edit)
-        for method in ("huddle/status", "huddle/peers", "huddle/inlineCompletionPartial"):
+        for method in (
+            "huddle/status",
+            "huddle/peers",
+            "huddle/inlineCompletionPartial",
+            "huddle/summaryPartial",
+        ):
             self.client.feature(method)(self._recorder(method))
 
     def _recorder(self, method: str) -> Any:

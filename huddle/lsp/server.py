@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
 from pycrdt import StickyIndex, Subscription, Text, TransactionEvent, UndoManager
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
+from pygls.protocol.language_server import (
+    LanguageServerProtocol,
+    _prepare_command_arguments,
+    lsp_method,
+)
 from pygls.uris import from_fs_path, to_fs_path
 
 from huddle import __version__
 from huddle.collab import schema, wire
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position, PositionEncoding
+from huddle.lsp import summaries
 from huddle.lsp.anchors import offset_of_utf16, sticky_position
 from huddle.lsp.completion import CompletionFailed, Completions
 from huddle.lsp.documents import Buffer, from_range, to_changes
@@ -53,6 +59,22 @@ class HuddleProtocol(LanguageServerProtocol):
     def lsp_text_document__did_change(self, params: lsp.DidChangeTextDocumentParams) -> Any:
         if (handler := self.fm.features.get(lsp.TEXT_DOCUMENT_DID_CHANGE)) is not None:
             yield handler, (params,), None
+
+    @lsp_method(lsp.WORKSPACE_EXECUTE_COMMAND)
+    async def lsp_workspace__execute_command(  # type: ignore[override]
+        self, params: lsp.ExecuteCommandParams
+    ) -> Any:
+        """pygls runs a command as a generator step whose task is not the one ``$/cancelRequest``
+        cancels; run it as this request's own task so cancelling it reaches the command (and
+        through it the hub and the model)."""
+        if (handler := self.fm.commands.get(params.command)) is None:
+            raise JsonRpcInvalidParams.of(ValueError(f"no command {params.command!r}"))
+        try:
+            args, kwargs = _prepare_command_arguments(handler, params, self._converter)
+        except Exception as exc:
+            raise JsonRpcInvalidParams.of(exc) from None
+        result = handler(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
 
     @lsp_method(lsp.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: lsp.DidOpenTextDocumentParams) -> Any:
@@ -565,6 +587,28 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
         except RpcError as exc:
             raise RuntimeError(f"cannot invite: {exc.message}") from None
         return result
+
+    async def summary(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        try:
+            return await summaries.summarize(ls, kind, args)
+        except summaries.SummaryFailed as exc:
+            raise RequestFailed(str(exc)) from None
+
+    @server.command("huddle.summarizeFile")
+    async def summarize_file(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        return await summary(ls, "file", args)
+
+    @server.command("huddle.summarizeSelection")
+    async def summarize_selection(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        return await summary(ls, "selection", args)
+
+    @server.command("huddle.catchUp")
+    async def catch_up(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        return await summary(ls, "catch_up", args)
+
+    @server.command("huddle.summarizeSession")
+    async def summarize_session(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+        return await summary(ls, "session", args)
 
     @server.command("huddle.undoMine")
     def undo_mine(ls: HuddleServer, *args: Any) -> dict[str, bool]:

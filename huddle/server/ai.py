@@ -252,13 +252,15 @@ class AiService:
         kind: Literal["completion", "summary"],
         open_stream: Callable[[LlmGateway, OnPrompt], StreamContext],
         on_text: Callable[[str], bool],
+        *,
+        files: tuple[str, ...] = (),
     ) -> ModelRun:
         """Stream one model request under the room's fair limiter for ``kind``, feeding
         ``on_text`` until it returns True or the stream ends; audited and measured."""
         gateway = await self.start()
         limiters = self._limiters if kind == "completion" else self._summary_limiters
         limiter = limiters.setdefault(room.name, self._new_limiter(kind))
-        run = ModelRun()
+        run = ModelRun(files=files)
         prompt: Prompt | str | None = None
 
         def on_prompt(backend: BackendConfig, built: Prompt | str) -> None:
@@ -363,7 +365,7 @@ class AiService:
         if rules.private(params.path):
             raise rpc.RpcError("forbidden", "this file is private: it never goes to a model")
         content = str(text)
-        offset = 0 if params.cursor is None else _resolve(room, text, content, params.cursor)
+        offset = 0 if params.cursor is None else resolve_cursor(room, text, content, params.cursor)
         if offset is None:
             raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
         recent = sorted(
@@ -395,7 +397,7 @@ def private_paths(room: Room) -> PathRules:
     return PathRules.from_ignore_file(str(ignore) if isinstance(ignore, Text) else None)
 
 
-def _resolve(room: Room, text: Text, content: str, cursor: dict[str, Any]) -> int | None:
+def resolve_cursor(room: Room, text: Text, content: str, cursor: dict[str, Any]) -> int | None:
     """A Yjs relative position to a code-point offset into ``content``; None if it does not
     resolve (pycrdt panics on an item this replica lacks, so that is checked first)."""
     item = cursor.get("item")

@@ -7,6 +7,7 @@ import http
 import logging
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -29,6 +30,7 @@ from huddle.server.errors import CloseCode, ConnectionRejected
 from huddle.server.metrics import HubMetrics
 from huddle.server.room import Peer, Room
 from huddle.server.store import Database, RoomRecord, Store
+from huddle.server.summaries import Summaries
 
 log = logging.getLogger("huddle.hub")
 
@@ -124,10 +126,12 @@ class Hub:
         self.ai = AiService(
             config.llm, self.signer.derive("llm-cache-salt"), self.metrics, self.audit
         )
+        self.summaries = Summaries(self.ai)
         self.methods: dict[str, rpc.Handler] = {
             "invite": _invite,
             "create_file": _create_file,
             "complete": self.ai.complete,
+            "summarize": self.summaries.summarize,
         }
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -297,6 +301,14 @@ class Hub:
             self.metrics.connections.dec()
             log.info("%s left %s", peer.label, room.name)
             self._release(room)
+            await self._last_seen(room.name, grant.user)
+
+    async def _last_seen(self, room: str, user: str) -> None:
+        """A catch-up starts, by default, where the user's last connection ended."""
+        try:
+            await self.store.set_last_seen(room, user, time.time())
+        except Exception as exc:  # the hub is closing, or the disk failed: not worth a crash
+            log.warning("could not record when %s left %s: %s", user, room, exc)
 
     async def _read(self, peer: Peer, room: Room, endpoint: rpc.RpcEndpoint) -> None:
         counters = self.metrics

@@ -1,0 +1,265 @@
+"""Summaries end to end: a real LSP client runs the commands through a real `huddle lsp`, the
+hub rebuilds history and asks the model (the real embedded one, or a replay server where a test
+must see the prompts or the upstream stream). Assertions are on what the hub computed (files,
+authors, line counts, progress), never on the model's wording."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as lsp
+from pycrdt import Text
+
+from huddle.collab import schema
+from huddle.collab.schema import file_texts
+from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
+from huddle.server.client import HubClient
+from huddle.server.config import HubConfig
+from huddle.server.hub import Hub
+from tests.lsp_editor import Editor
+from tests.peers import eventually, token
+from tests.replay import Endless, FakeBackend, streaming
+
+ROOM = "team/summaries"
+
+
+def options(hub: Hub, data_dir: Path, user: str) -> dict[str, str]:
+    return {"hub": hub.url, "room": ROOM, "user": user, "token": token(data_dir, ROOM, user)}
+
+
+@pytest.fixture
+async def model_hub(data_dir: Path) -> AsyncIterator[Hub]:
+    """The embedded model, answers kept short so the suite stays quick."""
+    llm = LlmConfig(summary_max_tokens=24, audit_content=True)
+    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+        yield running
+
+
+@pytest.fixture
+async def replay_hub(data_dir: Path, backend: FakeBackend) -> AsyncIterator[Hub]:
+    llm = LlmConfig(
+        backends=[BackendConfig(url=backend.url, model="m", context_tokens=150)],
+        timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
+        audit_content=True,
+    )
+    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+        yield running
+
+
+class Teammate:
+    """A Yjs peer editing the room directly (what a teammate's editor sends)."""
+
+    def __init__(self, hub: Hub, data_dir: Path, user: str) -> None:
+        self.client = HubClient(hub.url, ROOM, token(data_dir, ROOM, user))
+
+    async def __aenter__(self) -> Teammate:
+        await self.client.__aenter__()
+        await asyncio.wait_for(self.client.synced.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(None, None, None)
+
+    def text(self, path: str) -> Text:
+        files = schema.files(self.client.doc)
+        if path not in files:
+            files[path] = Text()
+        text = files[path]
+        assert isinstance(text, Text)
+        return text
+
+    def append(self, path: str, content: str) -> None:
+        text = self.text(path)
+        text.insert(len(text), content)
+
+    async def settled(self, hub: Hub) -> None:
+        await self.client.flush()
+        room = hub.room(ROOM)
+        assert room is not None
+        mine = file_texts(self.client.doc)
+        await eventually(lambda: file_texts(room.doc) == mine, what="the hub has the edits")
+
+
+async def command(editor: Editor, name: str, *args: Any) -> Any:
+    return await editor.client.workspace_execute_command_async(
+        lsp.ExecuteCommandParams(command=name, arguments=list(args))
+    )
+
+
+def progress_of(editor: Editor, result: dict[str, Any]) -> list[Any]:
+    return list(editor.client.progress_reports[result["token"]])
+
+
+@pytest.mark.timeout(180)
+async def test_catch_up_reports_exactly_who_changed_what_with_progress_and_streaming(
+    model_hub: Hub, data_dir: Path, tmp_path: Path
+) -> None:
+    async with (
+        Teammate(model_hub, data_dir, "ann") as ann,
+        Teammate(model_hub, data_dir, "bob") as bob,
+    ):
+        ann.append("app.py", "def main():\n    print('hello')\n")
+        ann.append("util.py", "def add(a, b):\n    return a + b\n")
+        await ann.settled(model_hub)
+        await eventually(lambda: "util.py" in schema.files(bob.client.doc), what="bob syncs")
+        bob.append("util.py", "\n\ndef sub(a, b):\n    return a - b\n")
+        bob.append("README.md", "# Tools\n")
+        await bob.settled(model_hub)
+
+        async with Editor(tmp_path, init_options=options(model_hub, data_dir, "cy")) as cy:
+            await cy.wait_status("connected")
+            result = await command(cy, "huddle.catchUp")
+
+        files = {f["path"]: f for f in result["files"]}
+        assert files == {
+            "README.md": {
+                "path": "README.md",
+                "authors": ["bob"],
+                "added": 1,
+                "removed": 0,
+                "created": True,
+                "deleted": False,
+            },
+            "app.py": {
+                "path": "app.py",
+                "authors": ["ann"],
+                "added": 2,
+                "removed": 0,
+                "created": True,
+                "deleted": False,
+            },
+            "util.py": {
+                "path": "util.py",
+                "authors": ["ann", "bob"],
+                "added": 6,
+                "removed": 0,
+                "created": True,
+                "deleted": False,
+            },
+        }
+        assert result["summary"].strip(), "the model wrote nothing"
+        assert "| `util.py` (new) | ann, bob | 6 | 0 |" in result["markdown"]
+
+        reports = progress_of(cy, result)
+        assert isinstance(reports[0], lsp.WorkDoneProgressBegin)
+        assert isinstance(reports[-1], lsp.WorkDoneProgressEnd) and reports[-1].message == "done"
+        middle = [r for r in reports[1:-1] if isinstance(r, lsp.WorkDoneProgressReport)]
+        assert middle and middle[-1].percentage == 100
+        partials = cy.notifications.get("huddle/summaryPartial", [])
+        assert partials and partials[-1].token == result["token"]
+        assert result["summary"].startswith(partials[-1].text.strip()[:10])
+
+        # Caught up: asking again right away finds nothing new.
+        async with Editor(tmp_path, init_options=options(model_hub, data_dir, "cy")) as cy:
+            await cy.wait_status("connected")
+            again = await command(cy, "huddle.catchUp")
+        assert again["files"] == [] and "No changes by teammates" in again["markdown"]
+        assert again["since"] >= result["until"]
+
+
+async def test_an_ignored_file_never_reaches_the_model(
+    replay_hub: Hub, backend: FakeBackend, data_dir: Path, tmp_path: Path
+) -> None:
+    backend.handler = streaming("Summary.")
+    async with Teammate(replay_hub, data_dir, "ann") as ann:
+        since = time.time() - 1
+        ann.append(".huddleignore", "private/\n")
+        ann.append("private/plan.txt", "TOP SECRET PLAN\n")
+        ann.append(".env", "TOKEN=hunter2\n")
+        ann.append("main.py", "print('public')\n")
+        await ann.settled(replay_hub)
+        async with Editor(tmp_path, init_options=options(replay_hub, data_dir, "cy")) as cy:
+            await cy.wait_status("connected")
+            session = await command(
+                cy, "huddle.summarizeSession", {"since": since, "until": time.time() + 1}
+            )
+    paths = [f["path"] for f in session["files"]]
+    assert paths == [".huddleignore", "main.py"]
+    prompts = [r.json()["prompt"] for r in backend.requests]
+    assert prompts and all("SECRET" not in p and "hunter2" not in p for p in prompts)
+    audit = replay_hub.audit.read()
+    assert audit and all("private/plan.txt" not in r["files"] for r in audit)
+    assert all(".env" not in r["files"] for r in audit)
+    assert all("SECRET" not in r.get("prompt", "") for r in audit)
+
+
+async def test_large_input_is_summarised_in_parts_with_real_progress(
+    replay_hub: Hub, backend: FakeBackend, data_dir: Path, tmp_path: Path
+) -> None:
+    backend.handler = streaming("- a part")
+    async with Teammate(replay_hub, data_dir, "ann") as ann:
+        for n in range(4):
+            ann.append(f"mod{n}.py", "".join(f"value_{n}_{i} = {i}\n" for i in range(20)))
+        await ann.settled(replay_hub)
+        async with Editor(tmp_path, init_options=options(replay_hub, data_dir, "cy")) as cy:
+            await cy.wait_status("connected")
+            result = await command(cy, "huddle.catchUp")
+    calls = len(backend.requests)
+    assert calls >= 3, "a prompt budget of 600 characters cannot hold four 20-line diffs"
+    assert backend.requests[-1].json()["prompt"].startswith("Combine these partial summaries")
+    reports = [r for r in progress_of(cy, result) if isinstance(r, lsp.WorkDoneProgressReport)]
+    percentages = [r.percentage for r in reports if r.percentage is not None]
+    assert percentages == sorted(percentages) and percentages[-1] == 100
+    assert len(set(percentages)) >= calls  # one step per model call made
+    budget = 150 * 4
+    assert all(len(r.json()["prompt"]) <= budget + 400 for r in backend.requests)
+
+
+async def test_summarize_file_and_selection(
+    replay_hub: Hub, backend: FakeBackend, data_dir: Path, tmp_path: Path
+) -> None:
+    backend.handler = streaming("It adds.")
+    async with Editor(tmp_path, init_options=options(replay_hub, data_dir, "cy")) as cy:
+        await cy.wait_status("connected")
+        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n\n\ndef unused():\n    pass\n")
+        await eventually(
+            lambda: (
+                replay_hub.room(ROOM) is not None
+                and "calc.py" in file_texts(replay_hub.room(ROOM).doc)
+            ),  # type: ignore[union-attr]
+            what="shared",
+        )
+        whole = await command(cy, "huddle.summarizeFile", uri)
+        assert whole["markdown"] == "It adds."
+        assert "def unused" in backend.requests[-1].json()["prompt"]
+        selection = lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0))
+        part = await command(cy, "huddle.summarizeSelection", {"uri": uri, "range": selection})
+        prompt = backend.requests[-1].json()["prompt"]
+        assert part["summary"] == "It adds."
+        assert "calc.py, lines 1-3" in prompt and "def unused" not in prompt
+
+
+async def test_cancelling_a_summary_closes_the_upstream_stream(
+    replay_hub: Hub, backend: FakeBackend, data_dir: Path, tmp_path: Path
+) -> None:
+    backend.handler = endless = Endless()
+    async with Editor(tmp_path, init_options=options(replay_hub, data_dir, "cy")) as cy:
+        await cy.wait_status("connected")
+        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
+        await eventually(lambda: replay_hub.room(ROOM) is not None, what="joined")
+        await eventually(
+            lambda: "calc.py" in file_texts(replay_hub.room(ROOM).doc),  # type: ignore[union-attr]
+            what="shared",
+        )
+        asked = asyncio.ensure_future(
+            cy.client.protocol.send_request_async(
+                lsp.WORKSPACE_EXECUTE_COMMAND,
+                lsp.ExecuteCommandParams(command="huddle.summarizeFile", arguments=[uri]),
+                msg_id="summary-1",
+            )
+        )
+        await eventually(lambda: endless.closed_at is not None, what="the model is asked")
+        assert endless.closed_at is not None
+        cancelled_at = asyncio.get_running_loop().time()
+        cy.cancel("summary-1")
+        closed_at = await asyncio.wait_for(endless.closed_at, 2)
+        assert closed_at - cancelled_at < 0.05
+        with pytest.raises(Exception, match="cancel"):
+            await asked
+        (token_,) = [t for t in cy.client.progress_reports if str(t).startswith("huddle-")]
+        assert cy.client.progress_reports[token_][-1].message == "cancelled"
