@@ -263,3 +263,39 @@ async def test_cancelling_a_summary_closes_the_upstream_stream(
             await asked
         (token_,) = [t for t in cy.client.progress_reports if str(t).startswith("huddle-")]
         assert cy.client.progress_reports[token_][-1].message == "cancelled"
+
+
+async def test_cancelling_the_progress_stops_the_summary_upstream(
+    replay_hub: Hub, backend: FakeBackend, data_dir: Path, tmp_path: Path
+) -> None:
+    """The cancel button on a progress notification (window/workDoneProgress/cancel)."""
+    backend.handler = endless = Endless()
+    async with Editor(tmp_path, init_options=options(replay_hub, data_dir, "cy")) as cy:
+        await cy.wait_status("connected")
+        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
+        await eventually(
+            lambda: (
+                replay_hub.room(ROOM) is not None
+                and "calc.py" in file_texts(replay_hub.room(ROOM).doc)
+            ),  # type: ignore[union-attr]
+            what="shared",
+        )
+        asked = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
+        await eventually(lambda: endless.closed_at is not None, what="the model is asked")
+        (progress_token,) = list(cy.client.progress_reports)
+        assert isinstance(cy.client.progress_reports[progress_token][0], lsp.WorkDoneProgressBegin)
+        assert cy.client.progress_reports[progress_token][0].cancellable
+        assert endless.closed_at is not None
+        cy.client.window_work_done_progress_cancel(
+            lsp.WorkDoneProgressCancelParams(token=progress_token)
+        )
+        await asyncio.wait_for(endless.closed_at, 2)
+        with pytest.raises(Exception, match="cancel"):
+            await asked
+        await eventually(
+            lambda: (
+                cy.client.progress_reports[progress_token][-1]
+                == lsp.WorkDoneProgressEnd(message="cancelled")
+            ),
+            what="the progress ends as cancelled",
+        )
