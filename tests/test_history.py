@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -19,7 +20,7 @@ from huddle.server.config import HubConfig, StoreConfig
 from huddle.server.errors import StoreError
 from huddle.server.history import FileChange, HistoryGap, file_changes, texts_at
 from huddle.server.hub import Hub
-from huddle.server.store import DB_FILE, Database
+from huddle.server.store import DB_FILE, Database, Pending
 from tests.peers import eventually, token
 
 ROOM = "history/room"
@@ -30,7 +31,9 @@ _HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@\n")
 
 
 def compacting(data_dir: Path) -> HubConfig:
-    return HubConfig(port=0, data_dir=data_dir, store=StoreConfig(compact_every=5))
+    return HubConfig(
+        port=0, data_dir=data_dir, store=StoreConfig(compact_every=5, history_every_s=0)
+    )
 
 
 @asynccontextmanager
@@ -372,3 +375,29 @@ async def test_last_seen_round_trips_and_survives_a_restart(data_dir: Path) -> N
         assert await hub.store.last_seen(ROOM, "cid") == seen - 5
         assert await hub.store.last_seen(ROOM, "dan") is None
         assert await hub.store.last_seen("history/none", "bob") is None
+
+
+def test_history_points_are_spaced_but_every_time_stays_rebuildable(data_dir: Path) -> None:
+    """With ``history_every`` a compaction stores a point only if the last is old enough; the
+    journal in between is kept, so texts still rebuild exactly (from the older point)."""
+    db = Database.in_dir(data_dir)
+    try:
+        record = db.load_room(ROOM, create=True)
+        assert record is not None
+        doc: Doc[Any] = Doc()
+        room_files = files(doc)
+        room_files["a.py"] = Text("")
+        for seq in range(1, 7):
+            before = doc.get_state()
+            room_files["a.py"] += f"{seq}\n"
+            update = doc.get_update(before)
+            db.append([Pending(None, record.room_id, seq, "ann", update)])  # type: ignore[arg-type]
+            if seq % 2 == 0:
+                db.compact(record.room_id, seq, doc.get_update(), keep_after=0.0, history_every=600)
+        points = db._conn.execute("SELECT seq FROM history").fetchall()
+        assert points == [(2,)]  # the later compactions came within 600 s of it
+        assert [e.seq for e in db.journal(ROOM)] == [1, 2, 3, 4, 5, 6]
+        db.compact(record.room_id, 6, doc.get_update(), keep_after=0.0, history_every=0)
+        assert db._conn.execute("SELECT seq FROM history ORDER BY seq").fetchall() == [(2,), (6,)]
+    finally:
+        db.close()

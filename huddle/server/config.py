@@ -38,7 +38,12 @@ class StoreConfig(_Strict):
         "normal",
         description="normal survives a killed hub; full also survives power loss (fsync)",
     )
-    history_days: float = Field(30.0, gt=0, description="journal entries kept after compaction")
+    history_days: float = Field(
+        30.0, gt=0, description="how far back history (journal and history points) is kept"
+    )
+    history_every_s: float = Field(
+        600.0, ge=0, description="fewest seconds between two history points (whole copies)"
+    )
     max_batch: int = Field(512, ge=1, description="updates committed together at most")
 
 

@@ -204,10 +204,15 @@ class Database:
                 [(e.room_id, e.seq, e.ts, e.user, e.update) for e in entries],
             )
 
-    def compact(self, room_id: int, seq: int, state: bytes, keep_after: float) -> None:
+    def compact(
+        self, room_id: int, seq: int, state: bytes, keep_after: float, history_every: float = 0.0
+    ) -> None:
         """Store ``state`` (the room up to ``seq``) as the snapshot to load and as a history
         point, then trim what is older than ``keep_after``: every history point but the newest
-        of them, the base for rebuilding any later time, and the journal up to that base."""
+        of them, the base for rebuilding any later time, and the journal up to that base.
+        A history point is skipped if the last one is younger than ``history_every`` seconds:
+        points only speed rebuilds up (the journal in between is kept), and each is a whole
+        copy of the room."""
         now = time.time()
         with self._conn:
             self._conn.execute("BEGIN")
@@ -217,11 +222,16 @@ class Database:
                 "state = excluded.state",
                 (room_id, seq, now, state),
             )
-            self._conn.execute(
-                "INSERT INTO history (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (room_id, seq) DO NOTHING",
-                (room_id, seq, now, state),
-            )
+            recent = self._conn.execute(
+                "SELECT 1 FROM history WHERE room_id = ? AND ts > ? LIMIT 1",
+                (room_id, now - history_every),
+            ).fetchone()
+            if recent is None or history_every <= 0:
+                self._conn.execute(
+                    "INSERT INTO history (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (room_id, seq) DO NOTHING",
+                    (room_id, seq, now, state),
+                )
             base = self._conn.execute(
                 "SELECT seq FROM history WHERE room_id = ? AND ts < ? "
                 "ORDER BY ts DESC, seq DESC LIMIT 1",
@@ -447,7 +457,8 @@ class Store:
 
     async def compact(self, room_id: int, seq: int, state: bytes) -> None:
         keep_after = time.time() - self._config.history_days * 86400
-        await self.call(lambda db: db.compact(room_id, seq, state, keep_after))
+        every = self._config.history_every_s
+        await self.call(lambda db: db.compact(room_id, seq, state, keep_after, every))
 
     async def last_seen(self, room: str, user: str) -> float | None:
         return await self.call(lambda db: db.last_seen(room, user))
