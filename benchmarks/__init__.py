@@ -37,9 +37,9 @@ class Benchmark:
 
 
 def _registry() -> dict[str, Benchmark]:
-    from benchmarks import fanout, keystroke
+    from benchmarks import ai, fanout, keystroke
 
-    found = (fanout.BENCHMARK, keystroke.BENCHMARK)
+    found = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK)
     return {bench.name: bench for bench in found}
 
 
