@@ -67,11 +67,11 @@ from huddle.llm import (
     BackendClient,
     BackendConfig,
     CodeContext,
-    ContextFile,
     EmbeddedConfig,
     EmbeddedEngine,
     LlmConfig,
     LlmGateway,
+    SharedContext,
 )
 from huddle.llm.shaping import Shaper
 from huddle.server.auth import TokenSigner
@@ -834,6 +834,7 @@ def team_prompts(
     does (its ``_context``: the other files by recency, then ``build_prompt``)."""
     state = dict(files)
     edited = {p: 0.0 for p in sorted(files)}  # the project was shared at the session's start
+    shared = SharedContext(builder.config.context_refresh_s, builder.config.max_context_files)
     out: list[TeamPrompt] = []
     for event in events:
         if event.text:
@@ -841,15 +842,16 @@ def team_prompts(
             state[event.path] = body[: event.offset] + event.text + body[event.offset :]
             edited[event.path] = event.time
             continue
-        recent = sorted(
-            (p for p in edited if p != event.path), key=lambda p: edited[p], reverse=True
-        )[: builder.config.max_context_files]
+
+        def recent() -> list[tuple[str, str]]:
+            return [(p, state[p]) for p in sorted(edited, key=lambda p: edited[p], reverse=True)]
+
         content = state[event.path]
         context = CodeContext(
             path=event.path,
             prefix=content[: event.offset],
             suffix=content[event.offset :],
-            files=[ContextFile(path=p, text=state[p]) for p in recent],
+            files=shared.files(event.time, event.path, recent),
             repo_name=ROOM,
         )
         prompt = builder.build_prompt(backend, context).text

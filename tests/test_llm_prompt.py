@@ -268,3 +268,26 @@ def test_prompt_budget_comes_from_config() -> None:
         tokens=1234, context_share=0.3, suffix_share=0.25, line_quantum=8, max_context_files=16
     )
     assert PromptBudget.from_config(config, 99).tokens == 99
+
+
+def test_shared_context_is_one_snapshot_for_the_whole_room_until_it_is_retaken() -> None:
+    from huddle.llm import SharedContext
+
+    live = {"a.py": "a = 1\n", "b.py": "b = 1\n", "c.py": "c = 1\n"}
+    calls = 0
+
+    def recent() -> list[tuple[str, str]]:
+        nonlocal calls
+        calls += 1
+        return list(live.items())
+
+    shared = SharedContext(refresh_s=15, max_files=2)
+    ann = shared.files(0.0, "a.py", recent)
+    assert [(f.path, f.text) for f in ann] == [("b.py", "b = 1\n"), ("c.py", "c = 1\n")]
+    live["b.py"] = "b = 2\n"  # a teammate types in b.py
+    bob = shared.files(10.0, "b.py", recent)
+    assert [(f.path, f.text) for f in bob] == [("a.py", "a = 1\n"), ("c.py", "c = 1\n")]
+    assert shared.files(14.9, "a.py", recent) == ann  # same bytes for everyone until refresh
+    assert calls == 1
+    assert [f.text for f in shared.files(15.0, "a.py", recent)] == ["b = 2\n", "c = 1\n"]
+    assert calls == 2

@@ -22,6 +22,7 @@ from huddle.llm.gateway import LlmGateway, Purpose
 from huddle.llm.prompt import (
     CodeContext,
     ContextFile,
+    SharedContext,
     Prompt,
     PromptBudget,
     approx_tokens,
@@ -55,6 +56,7 @@ __all__ = [
     "CompletionRequest",
     "CompletionStream",
     "ContextFile",
+    "SharedContext",
     "EmbeddedConfig",
     "EmbeddedEngine",
     "EmbeddedEngineError",

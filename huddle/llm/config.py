@@ -126,6 +126,12 @@ class LlmConfig(_Strict):
         32, ge=1, description="files are cut at multiples of this many lines (stable cuts)"
     )
     max_context_files: int = Field(16, ge=0, description="other files put in a prompt")
+    context_refresh_s: float = Field(
+        15.0,
+        ge=0,
+        description="teammates' files in prompts are a room-wide snapshot retaken this often, "
+        "so the team's prompts share a cacheable prefix (0: always live)",
+    )
 
     max_concurrent_per_room: int = Field(
         4, ge=1, description="completions of one room generated at once; others wait, fairly"

@@ -17,8 +17,10 @@ import asyncio
 import base64
 import collections
 import contextlib
+import functools
 import itertools
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from huddle.llm.client import CompletionStream
 from huddle.llm.config import BackendConfig, LlmConfig
 from huddle.llm.errors import EmbeddedEngineError, LlmError, NoBackendAvailable
 from huddle.llm.gateway import LlmGateway
-from huddle.llm.prompt import CodeContext, ContextFile, Prompt, approx_tokens
+from huddle.llm.prompt import CodeContext, Prompt, SharedContext, approx_tokens
 from huddle.llm.protocol import Usage
 from huddle.llm.shaping import Scope, Shaper
 from huddle.server import rpc
@@ -150,6 +152,7 @@ class AiService:
         self.audit = audit
         self._metrics = metrics
         self._summary_limiters: dict[str, FairLimiter] = {}
+        self._shared: weakref.WeakKeyDictionary[Room, SharedContext] = weakref.WeakKeyDictionary()
         self._secret = secret
         self._gateway: LlmGateway | None = None
         self._starting = asyncio.Lock()
@@ -368,16 +371,22 @@ class AiService:
         offset = 0 if params.cursor is None else resolve_cursor(room, text, content, params.cursor)
         if offset is None:
             raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
-        recent = sorted(
-            (p for p in room.edited if p != params.path and p in files and not rules.private(p)),
-            key=lambda p: room.edited[p],
-            reverse=True,
-        )[: self.config.max_context_files]
+
+        def recent() -> list[tuple[str, str]]:
+            paths = [p for p in room.edited if p in files and not rules.private(p)]
+            paths.sort(key=lambda p: room.edited[p], reverse=True)
+            return [(p, str(files[p])) for p in paths]
+
+        shared = self._shared.get(room)
+        if shared is None:
+            shared = SharedContext(self.config.context_refresh_s, self.config.max_context_files)
+            self._shared[room] = shared
+        now = asyncio.get_running_loop().time()
         context = CodeContext(
             path=params.path,
             prefix=content[:offset],
             suffix=content[offset:],
-            files=[ContextFile(path=p, text=str(files[p])) for p in recent],
+            files=shared.files(now, params.path, recent),
             repo_name=room.name,
         )
         line_start = content.rfind("\n", 0, offset) + 1
@@ -394,7 +403,12 @@ def private_paths(room: Room) -> PathRules:
     """The built-in secret patterns plus the room's own `.huddleignore`, if it shares one: a
     file that matches never goes to a model, whoever put it in the room."""
     ignore = schema.files(room.doc).get(IGNORE_FILE)
-    return PathRules.from_ignore_file(str(ignore) if isinstance(ignore, Text) else None)
+    return _rules(str(ignore) if isinstance(ignore, Text) else None)
+
+
+@functools.lru_cache(maxsize=64)
+def _rules(ignore_file: str | None) -> PathRules:
+    return PathRules.from_ignore_file(ignore_file)
 
 
 def resolve_cursor(room: Room, text: Text, content: str, cursor: dict[str, Any]) -> int | None:
