@@ -37,9 +37,9 @@ class Benchmark:
 
 
 def _registry() -> dict[str, Benchmark]:
-    from benchmarks import ai, fanout, keystroke
+    from benchmarks import ai, fanout, keystroke, summary_load
 
-    found = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK)
+    found = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK, summary_load.BENCHMARK)
     return {bench.name: bench for bench in found}
 
 
