@@ -299,3 +299,52 @@ async def test_cancelling_the_progress_stops_the_summary_upstream(
             ),
             what="the progress ends as cancelled",
         )
+
+
+async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
+    data_dir: Path, backend: FakeBackend, tmp_path: Path
+) -> None:
+    """llama.cpp has no priorities: the hub stops the summary while a completion runs in the
+    room, then resumes it from what it had written."""
+    from tests.replay import Conn, Received, vllm_chunk
+
+    summary_calls: list[str] = []
+    first_closed = asyncio.Event()
+
+    async def handler(req: Received, conn: Conn) -> None:
+        prompt = req.json()["prompt"]
+        await conn.start()
+        if not prompt.startswith("Explain"):
+            await conn.event(vllm_chunk("x = 1", finish="stop"))
+        elif not summary_calls:
+            summary_calls.append(prompt)
+            await conn.event(vllm_chunk("It adds"))
+            await conn.wait_closed()
+            first_closed.set()
+            return
+        else:
+            summary_calls.append(prompt)
+            await conn.event(vllm_chunk(" two numbers.", finish="stop"))
+        await conn.event("[DONE]")
+        await conn.finish()
+
+    backend.handler = handler
+    llm = LlmConfig(
+        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
+        timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
+    )
+    hub = Hub(HubConfig(port=0, data_dir=data_dir, llm=llm))
+    async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
+        await cy.wait_status("connected")
+        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
+        await eventually(
+            lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
+            what="shared",
+        )
+        summary = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
+        await eventually(lambda: bool(summary_calls), what="the summary streams")
+        assert await cy.inline("calc.py", 4) == "x = 1"
+        await asyncio.wait_for(first_closed.wait(), 5)  # it stepped aside
+        result = await summary
+    assert result["summary"] == "It adds two numbers."
+    assert len(summary_calls) == 2 and summary_calls[1] == summary_calls[0] + "It adds"

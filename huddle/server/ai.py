@@ -21,7 +21,7 @@ import functools
 import itertools
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -77,10 +77,33 @@ class ModelRun:
     model: str | None = None
     usage: Usage | None = None
     finish_reason: str | None = None
+    preempted: bool = False  # a summary that stepped aside for a completion; resume it
 
 
 StreamContext = AbstractAsyncContextManager[CompletionStream]
 OnPrompt = Callable[[BackendConfig, Any], None]
+
+
+class RoomActivity:
+    """Completions in flight in one room, so summaries on a backend without priority
+    scheduling (the embedded CPU model) can step aside while one runs."""
+
+    def __init__(self) -> None:
+        self.completions = 0
+        self.started = asyncio.Event()  # replaced each time a completion starts
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def begin(self) -> None:
+        self.completions += 1
+        self.idle.clear()
+        self.started.set()
+        self.started = asyncio.Event()
+
+    def end(self) -> None:
+        self.completions -= 1
+        if self.completions == 0:
+            self.idle.set()
 
 
 @dataclass
@@ -152,6 +175,7 @@ class AiService:
         self.audit = audit
         self._metrics = metrics
         self._summary_limiters: dict[str, FairLimiter] = {}
+        self._activity: dict[str, RoomActivity] = {}
         self._shared: weakref.WeakKeyDictionary[Room, SharedContext] = weakref.WeakKeyDictionary()
         self._secret = secret
         self._gateway: LlmGateway | None = None
@@ -257,10 +281,47 @@ class AiService:
         on_text: Callable[[str], bool],
         *,
         files: tuple[str, ...] = (),
+        may_yield: bool = True,
     ) -> ModelRun:
         """Stream one model request under the room's fair limiter for ``kind``, feeding
-        ``on_text`` until it returns True or the stream ends; audited and measured."""
+        ``on_text`` until it returns True or the stream ends; audited and measured.
+
+        On a backend without priority scheduling (the embedded llama.cpp model), a summary
+        waits while completions of its room run and stops (``preempted``) when one starts;
+        the caller resumes it. vLLM with ``priority`` schedules that itself."""
         gateway = await self.start()
+        activity = self._activity.setdefault(room.name, RoomActivity())
+        yields = kind == "summary" and may_yield and self._yields(gateway, room.name)
+        if kind == "completion":
+            activity.begin()
+        try:
+            if yields:
+                await activity.idle.wait()
+            return await self._run(
+                gateway, room, user, kind, open_stream, on_text, files, activity, yields
+            )
+        finally:
+            if kind == "completion":
+                activity.end()
+            if activity.completions == 0 and not self._summary_limiters.get(room.name):
+                self._activity.pop(room.name, None)
+
+    @staticmethod
+    def _yields(gateway: LlmGateway, room: str) -> bool:
+        return gateway.router.candidates(room)[0].kind == "llamacpp"
+
+    async def _run(
+        self,
+        gateway: LlmGateway,
+        room: Room,
+        user: str,
+        kind: Literal["completion", "summary"],
+        open_stream: Callable[[LlmGateway, OnPrompt], StreamContext],
+        on_text: Callable[[str], bool],
+        files: tuple[str, ...],
+        activity: RoomActivity,
+        yields: bool,
+    ) -> ModelRun:
         limiters = self._limiters if kind == "completion" else self._summary_limiters
         limiter = limiters.setdefault(room.name, self._new_limiter(kind))
         run = ModelRun(files=files)
@@ -277,15 +338,22 @@ class AiService:
         error: str | None = None
         try:
             async with limiter.slot(user), open_stream(gateway, on_prompt) as stream:
-                async for chunk in stream:
-                    if not chunk.text:
-                        continue
-                    if not run.text:
-                        self._metrics.ai_first_token.observe(loop.time() - started)
-                    run.text += chunk.text
-                    run.chunks += 1
-                    if on_text(chunk.text):
-                        break
+
+                async def consume() -> None:
+                    async for chunk in stream:
+                        if not chunk.text:
+                            continue
+                        if not run.text:
+                            self._metrics.ai_first_token.observe(loop.time() - started)
+                        run.text += chunk.text
+                        run.chunks += 1
+                        if on_text(chunk.text):
+                            break
+
+                if yields:
+                    run.preempted = await _unless(consume(), activity.started.wait())
+                else:
+                    await consume()
                 run.usage = stream.usage
                 run.finish_reason = stream.finish_reason
                 run.model = stream.model
@@ -397,6 +465,22 @@ class AiService:
             max_lines=self.config.max_completion_lines,
         )
         return context, shaper
+
+
+async def _unless(work: Coroutine[Any, Any, None], event: Coroutine[Any, Any, Any]) -> bool:
+    """Run ``work`` unless ``event`` happens first; True if it was stopped by the event."""
+    worker, watcher = asyncio.ensure_future(work), asyncio.ensure_future(event)
+    try:
+        await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not worker.done():
+            worker.cancel()
+        await asyncio.gather(worker, watcher, return_exceptions=True)
+    if worker.cancelled():
+        return True
+    worker.result()  # an error of the stream is the caller's
+    return False
 
 
 def private_paths(room: Room) -> PathRules:

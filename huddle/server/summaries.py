@@ -18,6 +18,7 @@ from pycrdt import Text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huddle.collab import schema
+from huddle.llm.prompt import approx_tokens
 from huddle.server import rpc
 from huddle.server.ai import AiService, OnPrompt, StreamContext, private_paths, resolve_cursor
 from huddle.server.history import FileChange, HistoryGap, file_changes
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from huddle.server.hub import RpcContext
     from huddle.server.room import Room
 
+MAX_YIELDS = 20  # a summary steps aside for completions at most this often, then runs
 PROGRESS = "summary/progress"
 PARTIAL = "summary/partial"
 
@@ -209,13 +211,36 @@ class Summaries:
                 call.notify(PARTIAL, {"text": streamed})
             return False
 
-        def open_stream(gateway: LlmGateway, on_prompt: OnPrompt) -> StreamContext:
-            return gateway.generate(room.name, prompt, purpose="summary", on_prompt=on_prompt)
-
         files = tuple(dict.fromkeys(s.path for s in sections if s.path in body))
-        run = await self.ai.run(room, user, "summary", open_stream, on_text, files=files)
+        limit = self.ai.config.summary_max_tokens
+        written = ""
+        for resumed in range(MAX_YIELDS + 1):
+            # On the embedded model a summary steps aside while a completion runs, then goes
+            # on from what it wrote (llama.cpp's prompt cache makes the restart cheap).
+            def open_stream(
+                gateway: LlmGateway,
+                on_prompt: OnPrompt,
+                asked: str = prompt + written,
+                budget: int = max(1, limit - approx_tokens(written)),
+            ) -> StreamContext:
+                return gateway.generate(
+                    room.name, asked, purpose="summary", max_tokens=budget, on_prompt=on_prompt
+                )
+
+            run = await self.ai.run(
+                room,
+                user,
+                "summary",
+                open_stream,
+                on_text,
+                files=files,
+                may_yield=resumed < MAX_YIELDS,
+            )
+            written += run.text
+            if not run.preempted:
+                break
         progress.step()
-        return run.text.strip()
+        return written.strip()
 
 
 class _Progress:
