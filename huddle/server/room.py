@@ -111,7 +111,7 @@ class Room:
         tb: TracebackType | None,
     ) -> None:
         await self._drained.wait()
-        if self._compaction is not None:
+        while self._compaction is not None:
             await self._compaction
         if self._since_compact:
             await self._compact()
@@ -312,7 +312,13 @@ class Room:
             self._snapshot_bytes = len(state)
         except Exception:
             log.exception("room %s: compaction failed", self.name)
-        finally:
+            self._compaction = None
+            return
+        # Updates committed while this ran may already be due: compact again now rather than
+        # waiting for the next commit, which may never come.
+        if self._since_compact >= self._compact_every:
+            self._compaction = asyncio.create_task(self._compact(), name=f"compact {self.name}")
+        else:
             self._compaction = None
 
     @property
