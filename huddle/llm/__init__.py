@@ -22,9 +22,9 @@ from huddle.llm.gateway import LlmGateway, Purpose
 from huddle.llm.prompt import (
     CodeContext,
     ContextFile,
-    SharedContext,
     Prompt,
     PromptBudget,
+    SharedContext,
     approx_tokens,
     build_prompt,
 )
@@ -56,7 +56,6 @@ __all__ = [
     "CompletionRequest",
     "CompletionStream",
     "ContextFile",
-    "SharedContext",
     "EmbeddedConfig",
     "EmbeddedEngine",
     "EmbeddedEngineError",
@@ -70,6 +69,7 @@ __all__ = [
     "PromptBudget",
     "Purpose",
     "Router",
+    "SharedContext",
     "TemplateName",
     "Usage",
     "approx_tokens",
