@@ -1,15 +1,22 @@
 """Fan-out: N clients in one room, each sending small text updates 10 times a second.
 
-For every N and every server (the hub, and ``y-websocket@1.5.4``'s reference ``bin/server.js``
-as the peer) this starts the server on a free port with a fresh data directory, runs the load
-generator (``node/loadgen.mjs``: N stock Yjs clients in one Node process), samples the
-server's CPU time and memory from ``/proc`` over the measured window, and stops the server.
-The cases alternate between servers so that both see the same machine in the same run.
+For every N and every server (the hub, and as peers ``y-websocket@1.5.4``'s reference
+``bin/server.js``, Hocuspocus and pycrdt-websocket, all in memory) this starts the server on a
+free port with a fresh data directory, runs the load generator (``node/loadgen.mjs``: N Yjs
+clients in one Node process), samples the server's CPU time and memory from ``/proc`` over the
+measured window, and stops the server. The cases alternate between servers so that all see the
+same machine in the same run. Hocuspocus prefixes every message with the document's name, so its
+clients are ``@hocuspocus/provider`` ones; every other server gets stock ``y-websocket@3``
+clients.
+
+A second measurement, memory per open document: each server gets D rooms with one client each
+holding a small document; the server's RSS growth from a warm baseline, divided by the rooms.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -35,11 +42,15 @@ from benchmarks.common import Check, cpu_model, ms, targets_lines, write_atomic
 
 HUDDLE = "huddle"
 NODE_SERVER = "y-websocket@1.5.4"
-SERVERS = (HUDDLE, NODE_SERVER)
+HOCUSPOCUS = "hocuspocus@3.4.4"
+PYCRDT = "pycrdt-websocket@0.16.5"
+SERVERS = (HUDDLE, NODE_SERVER, HOCUSPOCUS, PYCRDT)
+PEERS = SERVERS[1:]
 ROOM = "bench"
 NODE_DIR = ROOT / "benchmarks" / "node"
 LOADGEN = NODE_DIR / "loadgen.mjs"
 NODE_SERVER_JS = NODE_DIR / "node_modules" / "y-websocket" / "bin" / "server.js"
+HOCUSPOCUS_JS = NODE_DIR / "hocuspocus-server.mjs"
 CLIENTS_DIR = ROOT / "tests" / "node"
 THROUGHPUT_TOLERANCE = 0.01  # delivered/s within 1 % counts as equal: window-edge jitter
 P99_TARGET_MS = 10.0
@@ -55,10 +66,13 @@ class FanoutOptions:
     duration: float = 10.0
     grace: float = 5.0
     servers: tuple[str, ...] = SERVERS
+    rooms: int = 500  # memory per document: rooms opened past the baseline (0: skip)
+    rooms_base: int = 20  # rooms open when the baseline RSS is taken (first-use costs paid)
+    doc_bytes: int = 1024
 
 
 FULL = FanoutOptions()
-QUICK = FanoutOptions(warmup=1.0, duration=3.0, grace=3.0)
+QUICK = FanoutOptions(warmup=1.0, duration=3.0, grace=3.0, rooms=100)
 
 
 # -- /proc sampling ------------------------------------------------------------------------
@@ -136,7 +150,15 @@ def _tail(path: Path, lines: int = 20) -> str:
 class Child:
     """A subprocess whose stdout lines are read on a thread into a queue (None at EOF)."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        stdin: bool = False,
+    ) -> None:
         self.name = name
         self.log = log
         self._log_file: IO[str] = log.open("w")
@@ -144,7 +166,7 @@ class Child:
             argv,
             cwd=ROOT,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_file,
             text=True,
@@ -179,7 +201,14 @@ class Child:
             )
         return line
 
+    def send_line(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -213,6 +242,13 @@ def running_server(server: str, port: int, workdir: Path, timeout: float = 60.0)
         argv = [node_binary(), str(NODE_SERVER_JS)]
         env.update(HOST="127.0.0.1", PORT=str(port))
         env.pop("YPERSISTENCE", None)  # in memory, like the hub's doc; no LevelDB
+        ready = re.compile(r"^running at ")
+    elif server == HOCUSPOCUS:
+        argv = [node_binary(), str(HOCUSPOCUS_JS)]
+        env.update(HOST="127.0.0.1", PORT=str(port))
+        ready = re.compile(r"^running at ")
+    elif server == PYCRDT:
+        argv = [sys.executable, "-m", "benchmarks.pycrdt_server", "--port", str(port)]
         ready = re.compile(r"^running at ")
     else:
         raise BenchmarkError(f"unknown server {server!r}; known: {', '.join(SERVERS)}")
@@ -254,6 +290,7 @@ def node_binary() -> str:
 @dataclass(frozen=True, slots=True)
 class CaseResult:
     server: str
+    client: str  # the client library the load generator used against this server
     clients: int
     sent: int
     offered_per_s: float
@@ -280,19 +317,28 @@ class CaseResult:
         return float("inf") if value is None else value
 
 
-def issue_tokens(data_dir: Path, clients: int) -> list[str]:
+def issue_tokens(data_dir: Path, rooms: list[str]) -> list[str]:
+    """One edit token per entry of ``rooms`` (a room name once per client that joins it)."""
     # Imported here so that the benchmarks package loads without the hub installed.
     from huddle.server.auth import Role, TokenSigner
 
     signer = TokenSigner.for_data_dir(data_dir)
-    return [signer.issue(ROOM, f"bench{i}", Role.EDIT, timedelta(hours=1)) for i in range(clients)]
+    return [
+        signer.issue(room, f"bench{i}", Role.EDIT, timedelta(hours=1))
+        for i, room in enumerate(rooms)
+    ]
+
+
+def client_library(server: str) -> str:
+    """Which clients the load generator speaks to ``server`` with."""
+    return "hocuspocus" if server == HOCUSPOCUS else "y-websocket"
 
 
 def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
     background = background_busy_percent()
     with tempfile.TemporaryDirectory(prefix=f"huddle-fanout-{clients}-") as tmp:
         workdir = Path(tmp)
-        tokens = issue_tokens(workdir / "data", clients) if server == HUDDLE else None
+        tokens = issue_tokens(workdir / "data", [ROOM] * clients) if server == HUDDLE else None
         port = free_port()
         config = {
             "url": f"ws://127.0.0.1:{port}",
@@ -304,6 +350,7 @@ def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
             "duration": options.duration,
             "grace": options.grace,
             "clientsDir": str(CLIENTS_DIR),
+            "client": client_library(server),
         }
         config_path = workdir / "loadgen.json"
         config_path.write_text(json.dumps(config))
@@ -328,6 +375,7 @@ def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
     machine_total = max(1, after.machine_total - before.machine_total)
     return CaseResult(
         server=server,
+        client=client_library(server),
         clients=clients,
         sent=result["sent"],
         offered_per_s=result["offered_per_s"],
@@ -352,6 +400,76 @@ def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
     )
 
 
+# -- memory per open document -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DocMemory:
+    server: str
+    client: str
+    rooms_base: int
+    rooms: int  # opened past the baseline
+    doc_bytes: int
+    base_rss_mb: float
+    rss_mb: float
+    per_doc_kb: float  # (rss - base_rss) / rooms
+    open_s: float  # time to open the rooms past the baseline (connect, write, confirm)
+
+
+def run_rooms(server: str, options: FanoutOptions) -> DocMemory:
+    """Open ``rooms_base`` rooms, take the server's RSS, open ``rooms`` more, take it again.
+
+    One client per room, each writing ``doc_bytes`` of text into its own document and waiting
+    until the server has it; the baseline absorbs first-use costs (imports, pools, JIT).
+    """
+    total = options.rooms_base + options.rooms
+    with tempfile.TemporaryDirectory(prefix="huddle-fanout-rooms-") as tmp:
+        workdir = Path(tmp)
+        names = [f"{ROOM}{k}" for k in range(total)]
+        tokens = issue_tokens(workdir / "data", names) if server == HUDDLE else None
+        port = free_port()
+        config = {
+            "url": f"ws://127.0.0.1:{port}",
+            "room": ROOM,
+            "clients": total,
+            "mode": "rooms",
+            "rooms": [options.rooms_base, total],
+            "roomTokens": tokens,
+            "docBytes": options.doc_bytes,
+            "clientsDir": str(CLIENTS_DIR),
+            "client": client_library(server),
+        }
+        config_path = workdir / "loadgen.json"
+        config_path.write_text(json.dumps(config))
+        with running_server(server, port, workdir) as srv:
+            loadgen = Loadgen(
+                "load generator (rooms)",
+                [node_binary(), str(LOADGEN), str(config_path)],
+                os.environ,
+                workdir / "loadgen.log",
+                stdin=True,
+            )
+            try:
+                loadgen.expect("rooms_open", timeout=120)
+                base, _ = process_memory_mb(srv.pid)
+                loadgen.send_line("next")
+                opened = loadgen.expect("rooms_open", timeout=300)
+                rss, _ = process_memory_mb(srv.pid)
+            finally:
+                loadgen.stop()
+    return DocMemory(
+        server=server,
+        client=client_library(server),
+        rooms_base=options.rooms_base,
+        rooms=options.rooms,
+        doc_bytes=options.doc_bytes,
+        base_rss_mb=round(base, 1),
+        rss_mb=round(rss, 1),
+        per_doc_kb=round((rss - base) * 1024 / options.rooms, 1),
+        open_s=round(float(opened["open_s"]), 2),
+    )
+
+
 # -- verdict -------------------------------------------------------------------------------
 
 
@@ -359,23 +477,25 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
     by_key = {(c.server, c.clients): c for c in cases}
     checks: list[Check] = []
     for n in sorted({c.clients for c in cases}):
-        hub, peer = by_key.get((HUDDLE, n)), by_key.get((NODE_SERVER, n))
-        if hub is None or peer is None:
-            continue
-        checks.append(
-            Check(
-                f"N={n}: throughput >= {NODE_SERVER}",
-                hub.delivered_per_s >= peer.delivered_per_s * (1 - THROUGHPUT_TOLERANCE),
-                f"{hub.delivered_per_s:,.0f}/s vs {peer.delivered_per_s:,.0f}/s",
+        hub = by_key.get((HUDDLE, n))
+        for name in PEERS:
+            peer = by_key.get((name, n))
+            if hub is None or peer is None:
+                continue
+            checks.append(
+                Check(
+                    f"N={n}: throughput >= {name}",
+                    hub.delivered_per_s >= peer.delivered_per_s * (1 - THROUGHPUT_TOLERANCE),
+                    f"{hub.delivered_per_s:,.0f}/s vs {peer.delivered_per_s:,.0f}/s",
+                )
             )
-        )
-        checks.append(
-            Check(
-                f"N={n}: p99 <= {NODE_SERVER}'s p99",
-                hub.p99 <= peer.p99,
-                f"{ms(hub.latency_ms.get('p99'))} ms vs {ms(peer.latency_ms.get('p99'))} ms",
+            checks.append(
+                Check(
+                    f"N={n}: p99 <= {name}'s p99",
+                    hub.p99 <= peer.p99,
+                    f"{ms(hub.latency_ms.get('p99'))} ms vs {ms(peer.latency_ms.get('p99'))} ms",
+                )
             )
-        )
     hub_small = by_key.get((HUDDLE, P99_TARGET_CLIENTS))
     if hub_small is not None:
         checks.append(
@@ -407,6 +527,13 @@ def _package_version(package_dir: Path) -> str:
         return "?"
 
 
+def _python_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
 def environment() -> dict[str, Any]:
     def output(*argv: str) -> str:
         try:
@@ -417,6 +544,7 @@ def environment() -> dict[str, Any]:
             return "?"
 
     clients = CLIENTS_DIR / "node_modules"
+    hocuspocus = NODE_DIR / "node_modules" / "@hocuspocus"
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": output("git", "describe", "--always", "--dirty", "--abbrev=12"),
@@ -434,21 +562,38 @@ def environment() -> dict[str, Any]:
             "yjs": _package_version(NODE_DIR / "node_modules" / "yjs"),
             "ws": _package_version(NODE_DIR / "node_modules" / "ws"),
         },
+        "hocuspocus": {
+            "server": _package_version(hocuspocus / "server"),
+            "provider": _package_version(hocuspocus / "provider"),
+            "yjs": _package_version(NODE_DIR / "node_modules" / "yjs"),
+        },
+        "pycrdt_websocket": {
+            "pycrdt-websocket": _python_version("pycrdt-websocket"),
+            "pycrdt": _python_version("pycrdt"),
+        },
         "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
     }
 
 
 def markdown(
-    cases: list[CaseResult], checks: list[Check], options: FanoutOptions, env: dict[str, Any]
+    cases: list[CaseResult],
+    memory: list[DocMemory],
+    checks: list[Check],
+    options: FanoutOptions,
+    env: dict[str, Any],
 ) -> str:
     clients = env["clients"]
+    hp = env["hocuspocus"]
     lines = [
         "# Fan-out benchmark",
         "",
         f"N clients in one room, each inserting a small token (`|sender:seq|`) at the end of "
         f"one shared `Y.Text` {options.rate:g} times a second: stock yjs {clients['yjs']} + "
         f"y-websocket {clients['y-websocket']} clients, all in one Node process "
-        f"({options.warmup:g} s warmup, {options.duration:g} s measured).",
+        f"({options.warmup:g} s warmup, {options.duration:g} s measured). Hocuspocus "
+        "prefixes every message with the document's name, which stock y-websocket clients "
+        f"do not speak: against it the clients are `@hocuspocus/provider` {hp['provider']} "
+        f"(yjs {hp['yjs']}), same load generator, same schedule (column *client*).",
         "",
         "- *offered/s*: updates sent per second times N - 1 receivers (what a server that "
         "loses nothing delivers); *delivered/s*: (update, receiving client) pairs received in "
@@ -464,17 +609,23 @@ def markdown(
         "cores busy in the second before the case started (work that is not ours).",
         "",
         f"Run {env['date']} at commit `{env['commit']}` on {env['cpus']} x {env['cpu_model']}, "
-        f"Python {env['python']}, Node {env['node']}; reference server y-websocket "
-        f"{env['reference_server']['y-websocket']} `bin/server.js` (in memory).",
+        f"Python {env['python']}, Node {env['node']}. Peers, all in memory: y-websocket "
+        f"{env['reference_server']['y-websocket']} `bin/server.js`; `@hocuspocus/server` "
+        f"{hp['server']} with no extensions (`benchmarks/node/hocuspocus-server.mjs`); "
+        f"pycrdt-websocket {env['pycrdt_websocket']['pycrdt-websocket']} (pycrdt "
+        f"{env['pycrdt_websocket']['pycrdt']}) `WebsocketServer` behind `websockets` "
+        "(`benchmarks/pycrdt_server.py`). Huddle commits every update to SQLite before "
+        "relaying it.",
         "",
-        "| server | N | offered/s | delivered/s | missing | p50 ms | p99 ms | max ms "
+        "| server | client | N | offered/s | delivered/s | missing | p50 ms | p99 ms | max ms "
         "| upd/msg | CPU % | RSS MB (peak) | loadgen CPU % | machine % | background % |",
-        "| --- |" + " ---: |" * 13,
+        "| --- | --- |" + " ---: |" * 13,
     ]
     for c in cases:
         lat = c.latency_ms
         lines.append(
-            f"| {c.server} | {c.clients} | {c.offered_per_s * (c.clients - 1):,.0f} "
+            f"| {c.server} | {c.client} | {c.clients} "
+            f"| {c.offered_per_s * (c.clients - 1):,.0f} "
             f"| {c.delivered_per_s:,.0f} | {c.missing:,} | {ms(lat.get('p50'))} "
             f"| {ms(lat.get('p99'))} | {ms(lat.get('max'))} "
             f"| {c.updates_per_event or 0:.1f} | {c.server_cpu_percent:.0f} "
@@ -482,12 +633,30 @@ def markdown(
             f"| {c.loadgen_cpu_percent:.0f} | {c.machine_busy_percent:.0f} "
             f"| {c.background_busy_percent:.0f} |"
         )
+    lines += ["", *_warnings(cases)]
+    if memory:
+        m0 = memory[0]
+        lines += [
+            "## Memory per open document",
+            "",
+            f"{m0.rooms_base} rooms open (baseline RSS), then {m0.rooms} more: one client "
+            f"per room, each writing {m0.doc_bytes:,} bytes of text into its document and "
+            "waiting until the server has it. *per doc*: RSS growth / rooms added, which "
+            "includes each room's one connection.",
+            "",
+            "| server | client | rooms | baseline RSS MB | RSS MB | per doc KB | open s |",
+            "| --- | --- |" + " ---: |" * 5,
+            *(
+                f"| {m.server} | {m.client} | {m.rooms_base} + {m.rooms} | {m.base_rss_mb:.1f} "
+                f"| {m.rss_mb:.1f} | {m.per_doc_kb:.1f} | {m.open_s:.1f} |"
+                for m in memory
+            ),
+            "",
+        ]
     lines += [
-        "",
-        *_warnings(cases),
         "## Targets",
         "",
-        f"Throughput within {THROUGHPUT_TOLERANCE:.0%} of the reference counts as equal "
+        f"Throughput within {THROUGHPUT_TOLERANCE:.0%} of a peer's counts as equal "
         "(deliveries in flight at the window's edges).",
         "",
     ]
@@ -575,22 +744,37 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         metavar="S",
         help=f"seconds to wait for late deliveries (default {FULL.grace:g})",
     )
+    group.add_argument(
+        "--fanout-rooms",
+        type=int,
+        metavar="D",
+        help=f"memory per document: rooms opened past the baseline of {FULL.rooms_base} "
+        f"(default {FULL.rooms}, quick {QUICK.rooms}; 0 skips it)",
+    )
 
 
 def options_from(settings: Settings, args: argparse.Namespace) -> FanoutOptions:
     options = QUICK if settings.quick else FULL
     overrides: dict[str, Any] = {}
-    for name in ("clients", "servers", "rate", "warmup", "duration", "grace"):
+    for name in ("clients", "servers", "rate", "warmup", "duration", "grace", "rooms"):
         value = getattr(args, f"fanout_{name}", None)
         if value is not None:
             overrides[name] = value
     return replace(options, **overrides)
 
 
+def _check_peers(servers: tuple[str, ...]) -> None:
+    if NODE_SERVER in servers and not NODE_SERVER_JS.exists():
+        raise BenchmarkError(f"{NODE_SERVER_JS} is missing: run ./dev setup")
+    if HOCUSPOCUS in servers and not (NODE_DIR / "node_modules" / "@hocuspocus").is_dir():
+        raise BenchmarkError("@hocuspocus/server is missing in benchmarks/node: run ./dev setup")
+    if PYCRDT in servers and _python_version("pycrdt-websocket") == "?":
+        raise BenchmarkError("pycrdt-websocket is not installed: run ./dev setup")
+
+
 def run(settings: Settings, args: argparse.Namespace) -> str:
     options = options_from(settings, args)
-    if not NODE_SERVER_JS.exists() and NODE_SERVER in options.servers:
-        raise BenchmarkError(f"{NODE_SERVER_JS} is missing: run ./dev setup")
+    _check_peers(options.servers)
     env = environment()
     cases: list[CaseResult] = []
     for clients in options.clients:
@@ -606,8 +790,23 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
                 flush=True,
             )
             cases.append(case)
+    memory: list[DocMemory] = []
+    for server in options.servers if options.rooms > 0 else ():
+        print(
+            f"[fanout] {server}, memory per document ({options.rooms} rooms) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        mem = run_rooms(server, options)
+        print(
+            f"[fanout]   {mem.per_doc_kb:.1f} KB per document "
+            f"(RSS {mem.base_rss_mb:.0f} -> {mem.rss_mb:.0f} MB)",
+            file=sys.stderr,
+            flush=True,
+        )
+        memory.append(mem)
     checks = evaluate(cases)
-    text = markdown(cases, checks, options, env)
+    text = markdown(cases, memory, checks, options, env)
     stem = "fanout-quick" if settings.quick else "fanout"
     report = {
         "benchmark": "fanout",
@@ -615,6 +814,7 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
         "options": asdict(options),
         "environment": env,
         "cases": [asdict(c) for c in cases],
+        "memory_per_document": [asdict(m) for m in memory],
         "targets": [asdict(c) for c in checks],
         "all_targets_met": bool(checks) and all(c.met for c in checks),
     }
@@ -625,7 +825,8 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
 
 BENCHMARK = Benchmark(
     name="fanout",
-    help="N clients in one room, hub vs the reference Node y-websocket server",
+    help="N clients in one room, hub vs y-websocket@1.5.4, Hocuspocus and pycrdt-websocket; "
+    "memory per open document",
     add_arguments=add_arguments,
     run=run,
 )

@@ -1,19 +1,30 @@
-// Fan-out load generator: N stock Yjs + y-websocket@3 clients in one room, in one process.
+// Fan-out load generator: N Yjs clients in one room, in one process.
 //
 // Usage: node loadgen.mjs CONFIG.json
 //   {"url": "ws://127.0.0.1:PORT", "room": "bench", "clients": 50, "tokens": [..] | null,
 //    "rate": 10, "warmup": 3, "duration": 10, "grace": 5, "connectTimeout": 60,
-//    "clientsDir": "/path/to/tests/node"}
+//    "clientsDir": "/path/to/tests/node", "client": "y-websocket" | "hocuspocus",
+//    "mode": "fanout" | "rooms", "rooms": [20, 520], "roomTokens": [..] | null,
+//    "docBytes": 1024}
 //
-// Every client inserts a token "|<sender>:<seq>|" at the end of the shared Y.Text
-// files["bench.txt"] `rate` times a second. Every client observes the text and, for each
+// client "y-websocket" (default): stock yjs + y-websocket@3 providers from clientsDir.
+// client "hocuspocus": @hocuspocus/provider clients from this folder (Hocuspocus prefixes
+// every message with the document name, which stock y-websocket clients do not speak).
+//
+// mode "fanout": every client inserts a token "|<sender>:<seq>|" at the end of the shared
+// Y.Text files["bench.txt"] `rate` times a second. Every client observes the text and, for each
 // token another client inserted, records the latency (receive time - send time; one process,
 // one clock: performance.now()). Tokens sent during the measured window are followed until
 // every other client has them or `grace` seconds after the window have passed.
-//
 // stdout carries JSON lines: {"event":"ready"}, {"event":"measure_start"},
 // {"event":"measure_end"} and finally {"event":"result", ...}; the driver samples the
 // server's CPU and memory between measure_start and measure_end.
+//
+// mode "rooms" (memory per open document): opens rooms "<room><k>" with one client each that
+// writes `docBytes` of text into files["doc.txt"] and waits until the server has it (a second
+// sync round trip on the same connection; Hocuspocus: its acknowledgement). It opens them up
+// to rooms[0] in total, prints {"event":"rooms_open","rooms":rooms[0]}, waits for a line on
+// stdin, goes on to rooms[1], and so on; after the last step it waits for stdin to close.
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -24,18 +35,94 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const clientsDir = path.resolve(here, config.clientsDir ?? '../../tests/node')
 
 // The stock clients live in tests/node (y-websocket@3 cannot sit next to the 1.5.4 server in
-// one package). Import each package through its own "import" export so that this module and
-// y-websocket share one yjs instance (two instances break Yjs' constructor checks).
-const esmEntry = (name) => {
-  const dir = path.join(clientsDir, 'node_modules', name)
+// one package); the Hocuspocus provider lives here. Import each package through its own "import"
+// export so that this module and the provider share one yjs instance (two instances break Yjs'
+// constructor checks).
+const esmEntry = (dir) => {
   const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
-  let entry = pkg.exports?.['.'] ?? pkg.module ?? pkg.main
+  let entry = pkg.exports?.['.'] ?? pkg.exports?.default ?? pkg.module ?? pkg.main
   while (typeof entry === 'object' && entry !== null) entry = entry.import ?? entry.default
   return pathToFileURL(path.join(dir, entry)).href
 }
-const Y = await import(esmEntry('yjs'))
-const { WebsocketProvider } = await import(esmEntry('y-websocket'))
-const { default: WebSocket } = await import(esmEntry('ws'))
+const CLIENT = config.client ?? 'y-websocket'
+const modules = path.join(CLIENT === 'hocuspocus' ? here : clientsDir, 'node_modules')
+const Y = await import(esmEntry(path.join(modules, 'yjs')))
+const providerModule = CLIENT === 'hocuspocus'
+  ? await import(esmEntry(path.join(modules, '@hocuspocus', 'provider')))
+  : await import(esmEntry(path.join(modules, 'y-websocket')))
+const wsDir = CLIENT === 'hocuspocus'
+  ? path.join(modules, '@hocuspocus', 'provider', 'node_modules', 'ws')
+  : path.join(modules, 'ws')
+const { default: WebSocket } = await import(esmEntry(wsDir))
+
+/**
+ * One client: a provider for `doc` in `room`, with the few things the load generator needs
+ * from it whatever the protocol: `synced` (resolves once the first sync is done), `onClose`,
+ * `confirmed` (resolves once the server has every local change made so far) and `destroy`.
+ */
+const openProvider = (room, doc, token) => {
+  if (CLIENT === 'hocuspocus') {
+    const provider = new providerModule.HocuspocusProvider({
+      url: config.url,
+      name: room,
+      document: doc,
+      token: token ?? 'none',
+      WebSocketPolyfill: WebSocket
+    })
+    return {
+      synced: new Promise((resolve) => {
+        const on = ({ state }) => { if (state) { provider.off('synced', on); resolve() } }
+        provider.on('synced', on)
+      }),
+      onClose: (fn) => provider.on('close', ({ event }) => fn(event)),
+      // Hocuspocus acknowledges every update: nothing unconfirmed is left at 0
+      confirmed: () => new Promise((resolve) => {
+        if (provider.unsyncedChanges === 0) return resolve()
+        const on = ({ number }) => {
+          if (number === 0) { provider.off('unsyncedChanges', on); resolve() }
+        }
+        provider.on('unsyncedChanges', on)
+      }),
+      destroy: () => provider.destroy()
+    }
+  }
+  const provider = new providerModule.WebsocketProvider(config.url, room, doc, {
+    WebSocketPolyfill: WebSocket,
+    params: token ? { token } : {},
+    disableBc: true
+  })
+  const synced = () => new Promise((resolve) => {
+    const on = (state) => { if (state) { provider.off('sync', on); resolve() } }
+    provider.on('sync', on)
+  })
+  return {
+    synced: synced(),
+    onClose: (fn) => provider.on('connection-close', fn),
+    // Every server here handles a connection's messages in order: its answer to a fresh sync
+    // step 1 (a step 2) comes after it applied everything this client sent before.
+    confirmed: () => {
+      const done = synced()
+      provider._synced = false // internal: lets the next step 2 emit 'sync' again
+      provider.ws.send(syncStep1(doc))
+      return done
+    },
+    destroy: () => provider.destroy()
+  }
+}
+
+/** y-protocols' [messageSync, messageYjsSyncStep1, state vector] without importing lib0. */
+const syncStep1 = (doc) => {
+  const sv = Y.encodeStateVector(doc)
+  const bytes = [0, 0]
+  for (let n = sv.length; ; n >>>= 7) {
+    if (n < 0x80) { bytes.push(n); break }
+    bytes.push((n & 0x7f) | 0x80)
+  }
+  const out = new Uint8Array(bytes.length + sv.length)
+  out.set(bytes)
+  out.set(sv, bytes.length)
+  return out
+}
 
 const N = config.clients
 process.setMaxListeners(N + 10) // y-websocket adds a process 'exit' listener per provider
@@ -107,20 +194,15 @@ let stopping = false
 const connect = (i) => new Promise((resolve, reject) => {
   const doc = new Y.Doc()
   const token = config.tokens ? config.tokens[i] : null
-  const provider = new WebsocketProvider(config.url, config.room, doc, {
-    WebSocketPolyfill: WebSocket,
-    params: token ? { token } : {},
-    disableBc: true
-  })
+  const provider = openProvider(config.room, doc, token)
   const client = { i, doc, provider, files: doc.getMap('files'), seq: 0, timer: null }
   const timer = setTimeout(() => reject(new Error(`client ${i} did not sync`)), CONNECT_TIMEOUT)
   const done = () => { clearTimeout(timer); resolve(client) }
-  provider.on('connection-close', (e) => {
+  provider.onClose((e) => {
     if (clients.length < N || stopping) return
     fail(`client ${i} lost its connection: ${e?.code} ${e?.reason}`)
   })
-  provider.once('sync', (synced) => {
-    if (!synced) return
+  provider.synced.then(() => {
     if (i === 0 && !client.files.has(FILE)) client.files.set(FILE, new Y.Text())
     if (client.files.has(FILE)) return done()
     const wait = () => { if (client.files.has(FILE)) { client.files.unobserve(wait); done() } }
@@ -179,6 +261,73 @@ const startSending = (client, start) => {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+const QUANTILES = [
+  ...Array.from({ length: 100 }, (_, k) => k + 0.5), // 0.5, 1.5, ..., 99.5
+  99.9, 99.99, 100
+].map((q) => Math.round(q * 100) / 100)
+
+// -- memory per open document ------------------------------------------------------------
+const DOC_BYTES = config.docBytes ?? 1024
+const BATCH = 25 // connections opened at once
+
+const openRoom = async (k) => {
+  const doc = new Y.Doc()
+  const provider = openProvider(`${config.room}${k}`, doc, config.roomTokens?.[k] ?? null)
+  let timer
+  const timeout = new Promise((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`room ${k} did not sync`)), CONNECT_TIMEOUT)
+  })
+  try {
+    await Promise.race([provider.synced, timeout])
+    const line = `// document ${k}: a small file\n`
+    const text = new Y.Text()
+    doc.getMap('files').set('doc.txt', text)
+    text.insert(0, line.repeat(Math.ceil(DOC_BYTES / line.length)).slice(0, DOC_BYTES))
+    await Promise.race([provider.confirmed(), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+  provider.onClose((e) => {
+    if (!stopping) fail(`room ${k} lost its connection: ${e?.code} ${e?.reason}`)
+  })
+  return provider
+}
+
+const rooms = async () => {
+  const stdin = process.stdin
+  stdin.setEncoding('utf8')
+  let buffered = ''
+  let waiting = null
+  let closed = false
+  stdin.on('data', (chunk) => { buffered += chunk; waiting?.() })
+  stdin.on('end', () => { closed = true; waiting?.() })
+  const nextLine = async () => {
+    while (!buffered.includes('\n') && !closed) await new Promise((resolve) => { waiting = resolve })
+    const at = buffered.indexOf('\n')
+    if (at < 0) return null
+    const line = buffered.slice(0, at)
+    buffered = buffered.slice(at + 1)
+    return line
+  }
+  const providers = []
+  for (const target of config.rooms) {
+    const t0 = performance.now()
+    while (providers.length < target) {
+      const batch = Array.from(
+        { length: Math.min(BATCH, target - providers.length) },
+        (_, j) => openRoom(providers.length + j)
+      )
+      providers.push(...await Promise.all(batch))
+    }
+    emit({ event: 'rooms_open', rooms: target, open_s: (performance.now() - t0) / 1000 })
+    if (await nextLine() === null) break
+  }
+  while (await nextLine() !== null);
+  stopping = true
+  for (const p of providers) p.destroy()
+  process.stdout.write('', () => process.exit(0))
+}
+
 const main = async () => {
   const t0 = performance.now()
   clients.push(await connect(0)) // creates the shared text before anyone else can
@@ -236,6 +385,11 @@ const main = async () => {
       max: round(sorted.length ? sorted[sorted.length - 1] : null),
       mean: round(mean)
     },
+    // the latency distribution for plots: the quantile at each of QUANTILES (percent)
+    latency_quantiles_ms: {
+      p: QUANTILES,
+      ms: QUANTILES.map((q) => round(percentile(sorted, q)))
+    },
     loadgen_event_loop_utilization: round(elu.utilization),
     text_length: clients[0].text.length
   })
@@ -245,4 +399,5 @@ const main = async () => {
   process.stdout.write('', () => process.exit(0))
 }
 
-main().catch((err) => fail(String(err?.stack ?? err)))
+const mode = config.mode === 'rooms' ? rooms : main
+mode().catch((err) => fail(String(err?.stack ?? err)))
