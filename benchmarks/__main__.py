@@ -1,12 +1,16 @@
-"""``python -m benchmarks [NAME ...] [--quick]``: run benchmarks (default: all), print markdown."""
+"""``python -m benchmarks [NAME ...] [--quick]``: run benchmarks (default: all), print markdown.
+
+Afterwards :mod:`benchmarks.report` writes ``latest.json``, ``latest.md`` and the plots.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
-from benchmarks import BENCHMARKS, RESULTS_DIR, BenchmarkError, Settings
+from benchmarks import BENCHMARKS, RESULTS_DIR, ROOT, BenchmarkError, Settings, report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,13 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     settings = Settings(quick=args.quick, results_dir=args.results_dir)
+    started = time.monotonic()
+    ran: list[str] = []
+    status = 0
     for name in args.names or list(BENCHMARKS):
         try:
             print(BENCHMARKS[name].run(settings, args), flush=True)
         except BenchmarkError as exc:
             print(f"benchmark {name} failed: {exc}", file=sys.stderr)
-            return 1
-    return 0
+            status = 1
+            break
+        ran.append(name)
+    if ran:  # the summary and plots of what there is, even after a failure
+        written = report.write(settings, ran, time.monotonic() - started)
+        print(f"wrote {', '.join(str(p.relative_to(ROOT)) for p in written)}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
