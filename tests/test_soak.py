@@ -1,0 +1,45 @@
+"""Soak: simulated users (real language servers and Node Yjs clients) type into shared files
+and ask for completions through a real hub for a while; then every replica agrees, nothing
+typed is lost or doubled, memory is flat and the logs are clean.
+
+Short by default (6 users: 4 editors and 2 Node clients, 3 files, 60 s); HUDDLE_SOAK_MINUTES=10
+runs the long form (20 users, 5 files; HUDDLE_SOAK_USERS / HUDDLE_SOAK_FILES override), as does
+``python -m tests.soak --minutes 10``. Completions come from a replay backend (tests.replay)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.soak import FAILED_COMPLETION, Soak, SoakConfig
+
+CONFIG = SoakConfig.from_env(users=6, files=3, seconds=60)
+
+# huddle lsp computes the completion cursor from the editor's shadow text but anchors it in
+# the CRDT text; while a teammate's edit is on its way to the editor they differ, and the hub
+# answers "the cursor does not resolve" (or builds the prompt at the wrong place).
+CURSOR_BUG = "the cursor does not resolve"
+
+
+@pytest.mark.timeout(CONFIG.seconds + 240)
+async def test_soak_converges_with_flat_memory_and_clean_logs(tmp_path: Path) -> None:
+    async with Soak(tmp_path, CONFIG) as soak:
+        await soak.join()
+        await soak.run(CONFIG.seconds)
+        final = await soak.settle(timeout=60)
+        totals = soak.totals()
+        print(json.dumps({"rss": soak.rss_table(), **totals}, ensure_ascii=False))
+        assert totals["typed"] > CONFIG.users * CONFIG.seconds  # the load really ran
+        assert await soak.repairs() == {u.name: 0 for u in soak.lsp_users}
+        soak.check_memory()
+        await soak.check_store(final)
+    # pygls logs every failed request at ERROR; failures other than the known one fail below.
+    assert soak.bad_log_lines(allow=(f"{FAILED_COMPLETION} {CURSOR_BUG}",)) == {}
+    completions = totals["completions"]
+    assert completions["ok"] > 0 and completions["hung"] == 0, completions
+    failed = [f for u in soak.lsp_users for f in u.stats.failed]
+    if failed and all(CURSOR_BUG in f for f in failed):
+        pytest.xfail(f"{len(failed)} completions hit the lsp cursor bug: {failed[0]}")
+    assert not failed, failed
