@@ -615,7 +615,8 @@ def markdown(
         f"pycrdt-websocket {env['pycrdt_websocket']['pycrdt-websocket']} (pycrdt "
         f"{env['pycrdt_websocket']['pycrdt']}) `WebsocketServer` behind `websockets` "
         "(`benchmarks/pycrdt_server.py`). Huddle commits every update to SQLite before "
-        "relaying it.",
+        "relaying it, and runs as `huddle serve` starts by default: with the embedded model "
+        "(SmolLM2-135M on llama.cpp) loaded, about 230 MB of its RSS.",
         "",
         "| server | client | N | offered/s | delivered/s | missing | p50 ms | p99 ms | max ms "
         "| upd/msg | CPU % | RSS MB (peak) | loadgen CPU % | machine % | background % |",
@@ -676,6 +677,15 @@ def _warnings(cases: list[CaseResult]) -> list[str]:
             f"**Warning**: other work kept the machine up to "
             f"{max(c.background_busy_percent for c in busy):.0f} % busy before "
             f"{len(busy)} of the cases; rerun on a quiet machine.",
+            "",
+        ]
+    behind = [c for c in cases if c.latency_ms.get("p50") is None and c.missing > 0]
+    if behind:
+        which = ", ".join(f"{c.server} N={c.clients}" for c in behind)
+        notes += [
+            f"**Fell behind**: {which}: none of the updates sent in the window reached the "
+            "other clients within the grace after it (p50/p99 '-'); what arrived in the "
+            "window (*delivered/s*) was older updates from a growing backlog.",
             "",
         ]
     saturated = [c for c in cases if c.loadgen_cpu_percent > LOADGEN_SATURATED_PERCENT]

@@ -181,7 +181,8 @@ def plot_fanout(fanout: dict[str, Any], out: Path, suffix: str) -> list[Path]:
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, StrMethodFormatter
 
     cases: list[dict[str, Any]] = fanout.get("cases", [])
     servers = list(dict.fromkeys(c["server"] for c in cases))
@@ -215,7 +216,9 @@ def plot_fanout(fanout: dict[str, Any], out: Path, suffix: str) -> list[Path]:
         ax.set_xlabel("fan-out latency (ms, log)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("% of deliveries at or below")
-    axes[0][-1].legend(loc="lower right", fontsize="small")
+    # every server in the legend, also one whose clients got nothing in time at some N
+    handles = [Line2D([], [], color=colours[s], label=s) for s in servers]
+    axes[0][-1].legend(handles=handles, loc="lower right", fontsize="small")
     fig.suptitle("Fan-out latency, CDF (one room; dotted: p50, p99)", fontsize="medium")
     fig.tight_layout()
     written.append(_save(fig, out / f"{LATENCY_PLOT}{suffix}.png"))
@@ -224,7 +227,7 @@ def plot_fanout(fanout: dict[str, Any], out: Path, suffix: str) -> list[Path]:
     # Throughput against client count, with what a lossless, keeping-up server delivers.
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     rate = float(fanout.get("options", {}).get("rate", 10.0))
-    ax.plot(counts, [rate * n * (n - 1) for n in counts], "k:", label="offered (N x rate x N-1)")
+    ax.plot(counts, [rate * n * (n - 1) for n in counts], "k:", label="offered: rate x N x (N - 1)")
     for server in servers:
         mine = sorted((c for c in cases if c["server"] == server), key=lambda c: c["clients"])
         ax.plot(
@@ -236,6 +239,7 @@ def plot_fanout(fanout: dict[str, Any], out: Path, suffix: str) -> list[Path]:
         )
     ax.set_xlabel("clients in the room (N)")
     ax.set_ylabel("delivered updates / s")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_title("Fan-out throughput")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
