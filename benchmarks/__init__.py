@@ -37,9 +37,10 @@ class Benchmark:
 
 
 def _registry() -> dict[str, Benchmark]:
-    from benchmarks import ai, fanout, keystroke, summary_load
+    from benchmarks import ai, fanout, keystroke, summary_load, traces
 
     found = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK, summary_load.BENCHMARK)
+    found += (traces.BENCHMARK,)
     return {bench.name: bench for bench in found}
 
 
