@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         ran.append(name)
     if ran:  # the summary and plots of what there is, even after a failure
         written = report.write(settings, ran, time.monotonic() - started)
-        print(f"wrote {', '.join(str(p.relative_to(ROOT)) for p in written)}", file=sys.stderr)
+        shown = (p.relative_to(ROOT) if p.is_relative_to(ROOT) else p for p in written)
+        print(f"wrote {', '.join(map(str, shown))}", file=sys.stderr)
     return status
 
 
