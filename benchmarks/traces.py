@@ -708,7 +708,7 @@ def markdown(
         "",
         "| trace | agents | transactions | client ids | replay s | txns/s | merges "
         "| merge s | edit s | hub merge s | final text | CRDT | converged | = endContent |",
-        "| --- |" + " ---: |" * 10 + " --- | --- |",
+        "| --- |" + " ---: |" * 11 + " --- | --- |",
     ]
     for c in concurrent:
         lines.append(
@@ -746,14 +746,17 @@ def readme_section(
     lines = [
         "**Real editing traces** ([josephg/editing-traces](https://github.com/josephg/"
         "editing-traces), CC BY 4.0). The LaTeX paper of the crdt-benchmarks B4 trace "
-        "(259,778 single-character edits) and an afternoon of Rust editing are replayed by a "
-        "scripted editor through a real `huddle lsp`, with two more editors following "
+        "(259,778 single-character edits) and a Rust file being edited (36,981 transactions) are "
+        "replayed by a scripted editor through a real `huddle lsp` (consecutive edits batched "
+        "into one `didChange`, as editors do when typing fast), with two more editors following "
         "through their own `huddle lsp` and the hub in between; two traces of people "
         "typing into one document at the same time are replayed on one pycrdt replica per "
         "author, each transaction on a replica holding exactly its parents. "
         + (
             "The final text equals the trace's `endContent` in every editor, every replica "
-            "and the hub."
+            "and the hub (for the concurrent traces with the replicas' client ids in the "
+            "authors' order: see benchmarks/results/traces.md for why). Timings on two "
+            "shared cores running all the processes."
             if all_equal
             else "**Not every replay ended in the trace's `endContent`**: see "
             "benchmarks/results/traces.md."
