@@ -31,6 +31,11 @@ def sticky_position(text: Text, index: LineIndex, offset: int) -> dict[str, Any]
     total = utf16_of(index, len(index))
     if total == 0:
         return None
+    if min(units, total) > len(text):
+        # The editor is ahead of the shared text (remote deletes on their way). len() counts
+        # UTF-8 bytes, never fewer than UTF-16 units: past it is surely past the end, where
+        # pycrdt would panic (and print a Rust backtrace) rather than raise.
+        return None
     assoc = Assoc.AFTER if units < total else Assoc.BEFORE
     try:
         return dict(StickyIndex.new(text, min(units, total), assoc).to_json())
