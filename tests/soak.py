@@ -27,12 +27,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsprotocol import types as lsp
 from pycrdt import Doc
 
 from huddle.collab.schema import file_texts
@@ -266,8 +267,8 @@ class Soak:
             self.lsp_users.append(LspUser(name, editor, logs / f"lsp-{name}.log", rng))
         # Start the language servers side by side: each is a Python process of its own.
         await asyncio.gather(*(self._start_editor(u) for u in self.lsp_users))
-        for user in self.node_users:
-            await self._stack.enter_async_context(user.client)
+        for node_user in self.node_users:
+            await self._stack.enter_async_context(node_user.client)
         first = self.lsp_users[0].editor
         seed = {p: f"# {p}: soak\n" for p in self.paths}
         for path, text in seed.items():
@@ -311,7 +312,7 @@ class Soak:
     # -- the load ------------------------------------------------------------------------
 
     async def run(
-        self, seconds: float, during: Callable[[float], Awaitable[None]] | None = None
+        self, seconds: float, during: Callable[[float], Coroutine[Any, Any, None]] | None = None
     ) -> None:
         """Everyone types (and the editors ask for completions) for ``seconds``; ``during``
         runs alongside with the deadline (faults, RSS at the middle)."""
@@ -342,10 +343,7 @@ class Soak:
 
     async def _typist(self, user: LspUser | NodeUser, stop: asyncio.Event) -> None:
         rate = self.config.edits_per_s
-        while not stop.is_set():
-            await asyncio.sleep(user.rng.expovariate(rate))  # pacing: a human's typing rate
-            if stop.is_set():
-                return
+        while not await paused(stop, user.rng.expovariate(rate)):  # a human's typing rate
             path = user.rng.choice(self.paths)
             if isinstance(user, LspUser):
                 user.edit(path)
@@ -357,16 +355,15 @@ class Soak:
         if rate <= 0:
             return
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            await asyncio.sleep(user.rng.expovariate(rate))  # pacing
-            if stop.is_set():
-                return
+        while not await paused(stop, user.rng.expovariate(rate)):
             path = user.rng.choice(self.paths)
             started = loop.time()
+            asked = user.editor.ask_inline(path, user.completion_offset(path))
             try:
-                text = await asyncio.wait_for(
-                    user.editor.inline(path, user.completion_offset(path)), 30
-                )
+                # Shielded: a cancelled request whose answer comes later makes pytest-lsp
+                # treat the answer as a server error and terminate the language server.
+                result = await asyncio.wait_for(asyncio.shield(asked), 30)
+                text = _inline_text(result)
             except TimeoutError:
                 user.stats.hung += 1
             except Exception as exc:  # counted: a fault test expects some, a soak none
@@ -380,9 +377,21 @@ class Soak:
 
     # -- the checks ----------------------------------------------------------------------
 
+    def exited(self) -> dict[str, int | None]:
+        """Processes that should be running and are not, with their exit status."""
+        procs: dict[str, Any] = {"hub": self.hub.proc}
+        procs |= {f"lsp-{u.name}": u.editor.client._server for u in self.lsp_users}
+        procs |= {f"node-{u.name}": u.client.proc for u in self.node_users}
+        return {
+            name: proc.returncode
+            for name, proc in procs.items()
+            if proc is None or proc.returncode is not None
+        }
+
     async def settle(self, timeout: float = 60) -> dict[str, str]:
         """Until every editor, every Node client and the hub hold the same text; then check
         that it is exactly what was typed minus what was deleted. Returns the final texts."""
+        assert not self.exited(), f"processes exited during the soak: {self.exited()}"
         for user in self.lsp_users:
             await user.editor.flush()
         node_clients = [u.client for u in self.node_users] + [self.observer]
@@ -433,7 +442,8 @@ class Soak:
         """The language servers' safety-net counters: a repair means a divergence was found."""
         out: dict[str, int] = {}
         for user in self.lsp_users:
-            status = await user.editor.client.workspace_execute_command_async(_status_command())
+            command = lsp.ExecuteCommandParams(command="huddle.status")
+            status: Any = await user.editor.client.workspace_execute_command_async(command)
             out[user.name] = int(status["repairs"])
         return out
 
@@ -449,7 +459,11 @@ class Soak:
         return pids
 
     def sample_rss(self, phase: str) -> None:
-        self.rss[phase] = {name: rss_kib(pid) for name, pid in self.pids().items()}
+        sample: dict[str, int] = {}
+        for name, pid in self.pids().items():
+            with contextlib.suppress(FileNotFoundError):  # it died: settle() says so
+                sample[name] = rss_kib(pid)
+        self.rss[phase] = sample
 
     def bad_log_lines(self, allow: tuple[str, ...] = ()) -> dict[str, list[str]]:
         """Log records with ERROR / CRITICAL / a traceback in the hub's log and the language
@@ -509,12 +523,6 @@ class Soak:
             )
 
 
-def _status_command() -> Any:
-    from lsprotocol import types as lsp
-
-    return lsp.ExecuteCommandParams(command="huddle.status")
-
-
 def stored_texts(data_dir: Path) -> dict[str, str]:
     """The room as the hub's store holds it, read straight from SQLite."""
     db = Database.in_dir(data_dir)
@@ -528,6 +536,21 @@ def stored_texts(data_dir: Path) -> dict[str, str]:
     for update in ([record.snapshot] if record.snapshot else []) + record.log:
         doc.apply_update(update)
     return file_texts(doc)
+
+
+def _inline_text(result: Any) -> str | None:
+    if result is None:
+        return None
+    items = result.items if isinstance(result, lsp.InlineCompletionList) else result
+    text = items[0].insert_text if items else None
+    return text if isinstance(text, str) else None
+
+
+async def paused(stop: asyncio.Event, seconds: float) -> bool:
+    """Load pacing that ends early when the soak stops; True once it has stopped."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
 
 
 def log_records(text: str) -> list[list[str]]:

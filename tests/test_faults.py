@@ -42,7 +42,7 @@ async def assert_reconnected(soak: Soak, times: int) -> None:
 
 @pytest.mark.timeout(240)
 async def test_hub_sigkilled_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    config = SoakConfig(users=5, files=2, seconds=36, edits_per_s=3, seed=2)
+    config = SoakConfig(users=5, files=2, seconds=24, edits_per_s=3, seed=2)
     rng = random.Random(7)
     kills = 3
     async with Soak(tmp_path, config, compact_every=40) as soak:  # kills land near snapshots
@@ -50,9 +50,9 @@ async def test_hub_sigkilled_at_random_moments_loses_and_doubles_nothing(tmp_pat
 
         async def killer(deadline: float) -> None:
             for _ in range(kills):
-                await asyncio.sleep(rng.uniform(2, 7))  # a random moment mid-typing
+                await asyncio.sleep(rng.uniform(1, 5))  # a random moment mid-typing
                 await soak.kill_hub()  # asserts the store holds what a peer saw
-                await asyncio.sleep(rng.uniform(0.2, 2))  # everyone types offline meanwhile
+                await asyncio.sleep(rng.uniform(0.2, 1.5))  # everyone types offline meanwhile
                 await soak.restart_hub()
 
         await soak.run(config.seconds, during=killer)
@@ -69,28 +69,28 @@ async def test_hub_sigkilled_at_random_moments_loses_and_doubles_nothing(tmp_pat
 async def test_latency_stalls_and_dropped_connections_converge_once_healed(
     tmp_path: Path,
 ) -> None:
-    config = SoakConfig(users=5, files=2, seconds=30, edits_per_s=3, seed=3)
+    config = SoakConfig(users=5, files=2, seconds=20, edits_per_s=3, seed=3)
     async with Soak(tmp_path, config) as soak, FaultyProxy(soak.port, seed=3) as proxy:
         await soak.join(proxy.url)  # every peer but the auditor goes through the proxy
         joined = proxy.connections
 
         async def weather(deadline: float) -> None:
             proxy.faults = Faults(latency_s=0.05, jitter_s=0.15)
-            await asyncio.sleep(5)  # each fault lasts a while: pacing, not waiting
+            await asyncio.sleep(4)  # each fault lasts a while: pacing, not waiting
             proxy.stall()
-            await asyncio.sleep(3)
+            await asyncio.sleep(2.5)
             proxy.resume()
-            await asyncio.sleep(3)
+            await asyncio.sleep(2)
             proxy.drop()  # every connection reset at once
-            await asyncio.sleep(4)
+            await asyncio.sleep(3)
             proxy.faults = Faults(latency_s=0.2, jitter_s=0.3, refuse=True)
             proxy.drop()  # and nobody can reconnect for a while
-            await asyncio.sleep(3)
+            await asyncio.sleep(2.5)
             proxy.faults = Faults(latency_s=0.02, jitter_s=0.3)  # jitter, reconnects allowed
-            await asyncio.sleep(4)
+            await asyncio.sleep(3)
             proxy.stall()
             proxy.drop()
-            await asyncio.sleep(2)
+            await asyncio.sleep(1.5)
             proxy.heal()
 
         await soak.run(config.seconds, during=weather)
@@ -107,8 +107,6 @@ async def test_latency_stalls_and_dropped_connections_converge_once_healed(
 async def test_backend_dying_mid_stream_fails_cleanly_and_recovers_by_itself(
     tmp_path: Path,
 ) -> None:
-    room = "faults/backend"
-    data_dir = tmp_path / "hub"
     mid_stream = asyncio.Event()
 
     async def dies_mid_stream(req: Received, conn: Conn) -> None:
@@ -117,8 +115,16 @@ async def test_backend_dying_mid_stream_fails_cleanly_and_recovers_by_itself(
         mid_stream.set()
         await asyncio.Event().wait()  # until the backend dies under it
 
-    backend = FakeBackend(dies_mid_stream)
-    await backend.__aenter__()
+    backend = await FakeBackend(dies_mid_stream).__aenter__()
+    try:
+        await _backend_outage(tmp_path, backend, mid_stream)
+    finally:
+        await backend.__aexit__(None, None, None)  # again if the test killed it: harmless
+
+
+async def _backend_outage(tmp_path: Path, backend: FakeBackend, mid_stream: asyncio.Event) -> None:
+    room = "faults/backend"
+    data_dir = tmp_path / "hub"
     port = backend.port
     args = ["--log-level", "warning", "--llm-url", backend.url, "--llm-model", "m"]
     async with HubProcess(data_dir, free_port(), *args) as hub:
@@ -129,11 +135,13 @@ async def test_backend_dying_mid_stream_fails_cleanly_and_recovers_by_itself(
             "token": token(data_dir, room, "ann"),
         }
         (tmp_path / "ws").mkdir()
-        async with Editor(tmp_path / "ws", init_options=options) as ann:
+        async with (
+            Editor(tmp_path / "ws", init_options=options) as ann,
+            HubClient(hub.url, room, token(data_dir, room, "eve", "read")) as eve,
+        ):
             await ann.wait_status("connected")
             ann.open("m.py", "total = \n")
-            async with HubClient(hub.url, room, token(data_dir, room, "eve", "read")) as eve:
-                await eventually(lambda: "m.py" in file_texts(eve.doc), what="m.py shared")
+            await eventually(lambda: "m.py" in file_texts(eve.doc), what="m.py shared")
             loop = asyncio.get_running_loop()
 
             # Dies mid-stream: the request in flight fails with a clear error, at once.
@@ -149,14 +157,18 @@ async def test_backend_dying_mid_stream_fails_cleanly_and_recovers_by_itself(
             # While it is down: each completion fails fast and says why; editing goes on.
             for _ in range(2):
                 started = loop.time()
-                with pytest.raises(Exception, match="Huddle AI") as failed:
+                with pytest.raises(Exception, match="Huddle AI: no LLM backend") as failed:
                     await asyncio.wait_for(ann.inline("m.py", 8), 10)
                 assert loop.time() - started < 5
                 print("while down:", failed.value)
+            ann.type("m.py", 8, "price")
+            await eventually(
+                lambda: file_texts(eve.doc)["m.py"] == "total = price\n", what="editing goes on"
+            )
 
             # Back on the same address: the very next completion works, nothing restarted.
-            async with FakeBackend(streaming("price", " * count"), port=port) as again:
-                assert await asyncio.wait_for(ann.inline("m.py", 8), 15) == "price * count"
+            async with FakeBackend(streaming(" * count"), port=port) as again:
+                assert await asyncio.wait_for(ann.inline("m.py", 13), 15) == " * count"
                 assert len(again.requests) == 1
 
             await eventually(lambda: "marked down" in hub.log(), what="the hub logs the outage")
