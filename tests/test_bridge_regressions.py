@@ -7,6 +7,7 @@ from typing import Any
 from pycrdt import Doc, Text
 
 from huddle.collab.bridge import ApplyEdit, Bridge, TextChange
+from huddle.collab.positions import LineIndex
 from huddle.collab.positions import Position as P
 from huddle.collab.positions import Range as R
 
@@ -68,3 +69,273 @@ def test_line_break_reported_as_rewriting_the_rest_of_the_line() -> None:
     local.apply_update(remote.get_update(before))
     remote.apply_update(local.get_update(mine))
     assert str(text) == str(theirs) == "beta \n\n"
+
+
+# --- Neovim applies an edit for version 0 without checking it --------------------------------
+
+
+class _Neovim:
+    """A Neovim buffer opened at version 0 with debounced ``didChange``: it applies an edit for
+    version 0 at the positions sent, whatever it typed since, and reports each TextEdit it
+    applied (the last first) and each keystroke as a change of its own."""
+
+    def __init__(self, text: str) -> None:
+        self.buffer = text
+        self.version = 0
+        self.unsent: list[TextChange] = []
+
+    def _position(self, offset: int) -> P:
+        return LineIndex(self.buffer).position_at(offset)
+
+    def type(self, offset: int, text: str) -> None:
+        where = self._position(offset)
+        self.unsent.append(TextChange(R(where, where), text))
+        self.buffer = self.buffer[:offset] + text + self.buffer[offset:]
+        self.version += 2
+
+    def receive(self, edit: ApplyEdit) -> None:
+        assert edit.version in (0, self.version), "a stale edit for a checked version"
+        for sent in reversed(edit.edits):
+            index = LineIndex(self.buffer)
+            start = index.offset_at(sent.range.start)
+            end = index.offset_at(sent.range.end)
+            self.unsent.append(TextChange(R(sent.range.start, sent.range.end), sent.new_text))
+            self.buffer = self.buffer[:start] + sent.new_text + self.buffer[end:]
+            self.version += 2
+
+    def flush(self, bridge: Bridge) -> None:
+        changes, self.unsent = self.unsent, []
+        bridge.local_change(self.version, changes)
+
+
+def _opened_at_version_0(initial: str) -> tuple[Doc[Any], Text, Bridge, _Neovim]:
+    doc: Doc[Any] = Doc()
+    text = doc.get("t", type=Text)
+    text.insert(0, initial)
+    return doc, text, Bridge(text, origin="me", version=0), _Neovim(initial)
+
+
+def _remote_edit(doc: Doc[Any], start: int, end: int, inserted: str) -> None:
+    """A teammate replaces code points [start, end) of the room's text; the update arrives."""
+    remote: Doc[Any] = Doc()
+    theirs = remote.get("t", type=Text)
+    remote.apply_update(doc.get_update())
+    current = str(theirs)
+    first, last = len(current[:start].encode()), len(current[:end].encode())
+    state = doc.get_state()
+    with remote.transaction():
+        if last > first:
+            del theirs[first:last]
+        if inserted:
+            theirs.insert(first, inserted)
+    doc.apply_update(remote.get_update(state))
+
+
+def _settle(text: Text, bridge: Bridge, editor: _Neovim) -> None:
+    """Send, apply and echo edits until nothing is pending."""
+    for _ in range(10):
+        edit = bridge.next_apply_edit()
+        if edit is None:
+            break
+        editor.receive(edit)
+        bridge.edit_result(edit.id, applied=True)
+        editor.flush(bridge)
+    assert not bridge.has_pending
+    assert str(text) == bridge.shadow == editor.buffer
+    assert bridge.check() and bridge.repairs == 0
+
+
+def test_neovim_applies_a_version_0_edit_on_top_of_unreported_typing() -> None:
+    # Neovim has typed "B" (debounced, not reported) when our edit for version 0 arrives: it
+    # applies "A" at 0:3 of "Bone", right after "Bon", and reports both changes at once.
+    doc, text, bridge, nvim = _opened_at_version_0("one\ntwo\n")
+    nvim.type(0, "B")
+    _remote_edit(doc, 3, 3, "A")  # "oneA"
+    edit = bridge.next_apply_edit()
+    assert edit is not None and edit.version == 0
+    nvim.receive(edit)
+    assert nvim.buffer == "BonAe\ntwo\n"
+    bridge.edit_result(edit.id, applied=True)
+    nvim.flush(bridge)
+    assert str(text) == "BoneA\ntwo\n"  # the typing once, the misplaced "A" not fed
+    fix = bridge.next_apply_edit()  # the "A" moved: from after "Bon" to after "Bone"
+    assert fix is not None and fix.version == nvim.version
+    assert [(e.range, e.new_text) for e in fix.edits] == [
+        (R(P(0, 3), P(0, 4)), ""),
+        (R(P(0, 5), P(0, 5)), "A"),
+    ]
+    nvim.receive(fix)
+    bridge.edit_result(fix.id, applied=True)
+    nvim.flush(bridge)
+    _settle(text, bridge, nvim)
+    assert nvim.buffer == "BoneA\ntwo\n"
+
+
+def test_version_0_edit_misplaced_by_a_new_line_then_more_typing() -> None:
+    # The typing adds a line above the edit, so Neovim puts the remote "X" (sent for 1:3, the
+    # end of "two") on the wrong line; the user goes on typing before the debounce fires.
+    doc, text, bridge, nvim = _opened_at_version_0("one\ntwo\nsix\n")
+    nvim.type(0, "zero\n")
+    _remote_edit(doc, 7, 7, "X")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.receive(edit)
+    assert nvim.buffer == "zero\noneX\ntwo\nsix\n"
+    bridge.edit_result(edit.id, applied=True)
+    nvim.type(len("zero\noneX\ntwo\nsix"), "!")
+    nvim.flush(bridge)
+    assert str(text) == "zero\none\ntwoX\nsix!\n"
+    _settle(text, bridge, nvim)
+
+
+def test_version_0_edit_applied_after_typing_already_reported() -> None:
+    # The typing was reported before the edit arrived (the notifications crossed): the answer
+    # meets a buffered change that is not the echo, and the echo comes in the next one.
+    doc, text, bridge, nvim = _opened_at_version_0("one\ntwo\n")
+    _remote_edit(doc, 8, 8, "three\n")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.type(0, "zero\n")
+    nvim.flush(bridge)
+    nvim.receive(edit)
+    bridge.edit_result(edit.id, applied=True)
+    assert bridge.in_flight
+    assert nvim.buffer == "zero\none\nthree\ntwo\n"
+    nvim.flush(bridge)
+    assert str(text) == "zero\none\ntwo\nthree\n"
+    _settle(text, bridge, nvim)
+
+
+def test_misplaced_edit_that_lands_in_place_is_not_sent_again() -> None:
+    # Typing after the edit's position does not move it: nothing to correct.
+    doc, text, bridge, nvim = _opened_at_version_0("one\ntwo\n")
+    nvim.type(len("one\ntwo"), "s")
+    _remote_edit(doc, 0, 0, "A")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.receive(edit)
+    bridge.edit_result(edit.id, applied=True)
+    nvim.flush(bridge)
+    assert str(text) == bridge.shadow == "Aone\ntwos\n"
+    assert not bridge.has_pending
+
+
+def test_checked_versions_are_not_taken_for_misplaced_edits() -> None:
+    # Past version 0 Neovim skips a stale edit: a change that looks like it applied at the
+    # sent positions is the user's own and must reach the CRDT.
+    doc: Doc[Any] = Doc()
+    text = doc.get("t", type=Text)
+    text.insert(0, "one\ntwo\n")
+    bridge = Bridge(text, origin="me", version=2)
+    _remote_edit(doc, 3, 3, "A")
+    edit = bridge.next_apply_edit()
+    assert edit is not None and edit.version == 2
+    bridge.edit_result(edit.id, applied=True)  # skipped as stale
+    bridge.local_change(4, [TextChange(R(P(0, 0), P(0, 0)), "B")])
+    bridge.local_change(6, [TextChange(R(P(0, 3), P(0, 3)), "A")])
+    assert str(text) == "BonAeA\ntwo\n"
+
+
+def test_version_0_echo_split_around_its_answer_is_not_typing() -> None:
+    # No typing: Neovim applies the last TextEdit (which rewrites the rest of the line), reports
+    # it before its answer, and the first one after. Applied at its positions on the text
+    # after that first report, the edit would give the same text: it is still the echo.
+    doc, text, bridge, _ = _opened_at_version_0("!\r\n")
+    _remote_edit(doc, 0, 0, '"')
+    _remote_edit(doc, 2, 4, "#\n")
+    edit = bridge.next_apply_edit()
+    assert edit is not None and edit.version == 0 and len(edit.edits) == 2
+    last = edit.edits[1]
+    bridge.local_change(2, [TextChange(last.range, last.new_text)])
+    bridge.edit_result(edit.id, applied=True)
+    bridge.local_change(4, [TextChange(R(P(0, 0), P(0, 0)), '"')])
+    assert str(text) == bridge.shadow == '"!#\n'
+    assert not bridge.has_pending
+
+
+def test_version_0_edit_that_would_change_nothing_earlier_is_placed_after_all_typing() -> None:
+    # Applied after the line break, the remote deletion of (0,0)-(0,2) changes nothing (the
+    # line is empty); Neovim applied it after the "X", which it deleted. The "X" is the user's.
+    doc, text, bridge, nvim = _opened_at_version_0("ab")
+    nvim.type(0, "\n")
+    nvim.type(0, "X")
+    _remote_edit(doc, 0, 2, "")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.receive(edit)
+    assert nvim.buffer == "\nab"
+    bridge.edit_result(edit.id, applied=True)
+    nvim.flush(bridge)
+    assert str(text) == "X\n"
+    _settle(text, bridge, nvim)
+
+
+def test_version_0_echo_is_one_change_per_text_edit() -> None:
+    # Applied after the "-" alone, the deletion of (0,0)-(0,2) (clamped to the line's end)
+    # would also give the final text, with the "." and the deletion as its echo: two changes
+    # for one TextEdit, which Neovim reports as one. It was applied after the ".".
+    doc, text, bridge, nvim = _opened_at_version_0("ab")
+    nvim.type(0, "-\n")
+    nvim.type(0, ".")
+    _remote_edit(doc, 0, 2, "")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.receive(edit)
+    assert nvim.buffer == "\nab"
+    bridge.edit_result(edit.id, applied=True)
+    nvim.flush(bridge)
+    assert str(text) == ".-\n"
+    _settle(text, bridge, nvim)
+
+
+def test_version_0_edit_placed_before_typing_at_the_same_place_stays_there() -> None:
+    # Neovim puts the remote text before the line break the user typed at the same place, a
+    # merge as good as the other order: it is kept, so that the user's deletion of what they
+    # saw deletes the remote text too.
+    doc, text, bridge, nvim = _opened_at_version_0("")
+    nvim.type(0, "\n")
+    _remote_edit(doc, 0, 0, "hi")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.receive(edit)
+    assert nvim.buffer == "hi\n"
+    bridge.edit_result(edit.id, applied=True)
+    nvim.unsent.append(TextChange(R(P(0, 0), P(1, 0)), ""))
+    nvim.buffer = ""
+    nvim.flush(bridge)
+    assert str(text) == bridge.shadow == ""
+    assert not bridge.has_pending
+
+
+def test_version_0_edit_over_reported_typing_that_it_swallows() -> None:
+    # The user's "$" was reported before the edit arrived; Neovim then replaced lines 0-1
+    # (now "a$b\n") as sent, which gives exactly the text the edit gives on the opened buffer:
+    # as the usual echo that would be two changes for one TextEdit. The "$" is the user's.
+    doc, text, bridge, nvim = _opened_at_version_0("ab\n")
+    _remote_edit(doc, 0, 3, "X")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.type(1, "$")
+    nvim.flush(bridge)
+    nvim.receive(edit)
+    assert nvim.buffer == "X"
+    bridge.edit_result(edit.id, applied=True)
+    assert bridge.in_flight
+    nvim.flush(bridge)
+    assert str(text) == "X$"
+    _settle(text, bridge, nvim)
+
+
+def test_version_0_edit_reported_shifted_needs_no_correction() -> None:
+    # Neovim puts "\n!" before the user's "\nA" and reports it as "!\n" after the first line
+    # break: the same text. Moving it where it belongs changes nothing, so nothing is sent.
+    doc, text, bridge, _ = _opened_at_version_0("")
+    _remote_edit(doc, 0, 0, "\n!")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    bridge.edit_result(edit.id, applied=True)
+    bridge.local_change(
+        4, [TextChange(R(P(0, 0), P(0, 0)), "\nA"), TextChange(R(P(1, 0), P(1, 0)), "!\n")]
+    )
+    assert str(text) == bridge.shadow == "\n!\nA"
+    assert not bridge.has_pending

@@ -438,11 +438,6 @@ async def test_idle_neovim_takes_a_remote_edit_in_two_places_once(
             await scene.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: Neovim applies an edit for version 0 without checking it, so a remote "
-    "edit that races the user's first, still-debounced keystrokes lands at stale positions",
-)
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_neovim_typing_before_its_first_didchange_keeps_remote_edits_in_place(

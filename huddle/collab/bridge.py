@@ -61,11 +61,29 @@ Events
   all-``\\r\\n`` variants of ``sent`` are accepted too, and the rewrite is then fed to the CRDT
   as the editor's own edit. On a match the changes so far were the echo: the edit is applied,
   and the rest of the notification is user typing on top of it.
+- Unchecked versions: Neovim applies an edit for version 0 (the version of every buffer it
+  opens, until its first ``didChange``) without checking it, at the positions sent, on top of
+  whatever the user typed meanwhile (it debounces ``didChange``, so typing and echo arrive
+  together). For such an edit the bridge also asks, after each buffered change, whether the
+  shadow equals ``S_j``: the sent edits applied at their positions (``character`` clamped to
+  the line, as Neovim does) on the shadow after the first ``j`` buffered changes, for every
+  ``j``, reached in at most one change per sent ``TextEdit`` (Neovim reports each as a change
+  of its own; so few ``S_j`` are followed at once, and only for an edit of at most
+  ``_MAX_EDITS`` TextEdits). Where several fit, the smallest ``j`` whose echo is that short
+  wins (``j = 0`` is the usual echo, which may be longer, but then loses to any ``j`` that is
+  not); an ``S_j`` that changes nothing is not a candidate (it cannot be told from "not
+  applied"). On a match the first ``j`` changes are user typing ``T``, and the rest
+  were the edit at the wrong place. With ``(s', t') = transform(sent, T)`` (``sent``'s
+  inserts first where both insert at one place, as the editor put them), ``t'`` goes into the
+  CRDT like other typing and ``queued`` becomes the inverse of the misplaced changes, then
+  ``s'``, then ``queued``, narrowed to what really changes: the next edit moves the misplaced
+  text where it belongs.
 - The answer: ``applied: false`` (VS Code on a stale version) means not applied. ``applied:
   true`` is not trusted (Neovim says it for edits it skipped as stale): if changes that were not
   the echo already arrived, the edit was not applied; if none arrived yet, the echo must be in
   the next notification (Neovim sends it debounced, after its answer) — if that one is not it,
-  the edit was skipped.
+  the edit was skipped. For an unchecked version, changes that already arrived do not decide:
+  the editor applied the edit after them, and its echo comes in the next notification.
 - Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
   buffered changes are fed to the CRDT as user typing, transformed as above.
 
@@ -81,13 +99,23 @@ Limitations
 - A user who keeps typing faster than the round trip keeps VS Code rejecting our edits; remote
   changes then show up in the first pause.
 - An editor that ignores the version of a versioned edit and applies it to a newer buffer
-  breaks the model (the echo is not recognised and its text is duplicated). So does an editor
-  that changes our text in ways other than rewriting line breaks while applying it (e.g. a
-  final newline added or dropped); both look like "not applied plus user typing".
+  breaks the model (the echo is not recognised and its text is duplicated), except Neovim at
+  version 0 as above, and there only within limits: an edit of at most ``_MAX_EDITS``
+  TextEdits, echoed in at most one change per TextEdit; not where a sent position falls
+  inside a character or past the last line, or is clamped on the line where the next sent
+  edit starts (Neovim reads it after applying that one). So does an editor that changes our
+  text in ways other than rewriting line breaks while applying it (e.g. a final newline added
+  or dropped); both look like "not applied plus user typing".
+- User typing that happens to equal the edit in flight (the same text at the same place; for
+  an unchecked version, at its positions on a later text) is taken for its echo. For an
+  unchecked version the edit itself, arriving after that typing, is then applied once more
+  and taken for typing.
 - Two editors that insist on different line-break styles for the same file will rewrite each
   other's line breaks back and forth.
 - ``applied: true`` from an editor that then never sends another ``didChange`` (it skipped the
   edit without any pending change) leaves the edit in flight; no editor we know does that.
+  Neovim applying an edit for version 0 where it changes nothing (a deletion clamped to
+  nothing) might: the edit then waits for the user's next change.
 """
 
 from __future__ import annotations
@@ -100,7 +128,7 @@ from typing import Any
 from pycrdt import Subscription, Text, TextEvent
 
 from huddle.collab.errors import CollabError
-from huddle.collab.positions import LineIndex, PositionEncoding, Range
+from huddle.collab.positions import LineIndex, PositionEncoding, PositionError, Range
 
 __all__ = [
     "ApplyEdit",
@@ -404,6 +432,27 @@ def transform(a: TextOp, b: TextOp) -> tuple[TextOp, TextOp]:
     return TextOp(a_out), TextOp(b_out)
 
 
+def map_offset(op: TextOp, offset: int) -> int:
+    """Where ``offset`` (on the text ``op`` applies to) is in the text ``op`` produces. Text
+    inserted exactly at ``offset`` ends up after it; a deleted span collapses onto its start."""
+    source = target = 0
+    for part in op.parts:
+        if isinstance(part, str):
+            if source < offset:
+                target += len(part)
+            continue
+        if part > 0:
+            if offset <= source + part:
+                return target + (offset - source)
+            source += part
+            target += part
+        else:
+            if offset <= source - part:
+                return target
+            source -= part
+    return target + max(0, offset - source)
+
+
 def diff(old: str, new: str) -> TextOp:
     """One replace from ``old`` to ``new``: everything between the common prefix and suffix."""
     if old == new:
@@ -469,13 +518,19 @@ _EOL = re.compile(r"\r\n|\r|\n")
 _EOL_TOKENS = re.compile(r"(\r\n|\r|\n)")
 
 
+_MAX_EDITS = 8
+"""An edit for an unchecked version is looked for on top of the user's typing only if it has at
+most this many TextEdits (the work per buffered change grows with their square)."""
+
+
 @dataclass(slots=True)
 class _Candidate:
     """One text the editor may produce by applying the edit in flight."""
 
     pending: TextOp  # from the current shadow to that text
     correction: TextOp | None  # from sent.apply(E_V) to that text (line breaks rewritten)
-    edits: list[Edit]  # the simultaneous edits on E_V that produce that text
+    edits: list[Edit]  # the simultaneous edits on the split's text that produce that text
+    split: int = 0  # how many buffered changes the editor had made when it applied the edit
 
 
 @dataclass(slots=True)
@@ -483,8 +538,11 @@ class _Flight:
     id: int
     sent: TextOp  # on E_V
     candidates: list[_Candidate]
+    ranges: tuple[Range, ...]  # the sent edits' ranges, as the editor reads them
+    unchecked: bool  # for a version the editor does not check, to look for over typing
     changes: list[TextOp] = field(default_factory=list)  # buffered, each on the text before it
-    answered: bool = False  # "applied: true" (or no answer) came with nothing buffered
+    undos: list[TextOp] = field(default_factory=list)  # each change's inverse, on the text after
+    answered: bool = False  # "applied: true" (or no answer) came; the next didChange decides
 
 
 class Bridge:
@@ -540,6 +598,19 @@ class Bridge:
         """Whether remote changes wait for the editor (sent or not)."""
         return self._flight is not None or not self._queued.is_noop
 
+    @property
+    def shared_index(self) -> LineIndex:
+        """The shared text (the CRDT's, as this bridge last saw it) as a :class:`LineIndex`."""
+        return self._mirror
+
+    def to_shared(self, offset: int) -> int:
+        """An offset into the editor's text (code points) as an offset into the shared text.
+        They differ while remote changes are on their way to the editor; a position where a
+        remote insert landed stays before it. O(1) when nothing is pending, else O(n)."""
+        if not self.has_pending:
+            return offset
+        return map_offset(diff(self._shadow.text, self._mirror.text), offset)
+
     def close(self) -> None:
         if self._subscription is not None:
             self._text.unobserve(self._subscription)
@@ -583,18 +654,99 @@ class Bridge:
             shadow.replace(start, end, change.text)
             self._feed(op)
             return
+        if flight.unchecked and flight.changes:
+            self._add_split(flight)
         deleted = shadow.slice(start, end)
         shadow.replace(start, end, change.text)
         flight.changes.append(op)
         undo = TextOp.from_edit(len(shadow), start, start + len(change.text), deleted)
+        flight.undos.append(undo)
+        # Neovim reports each TextEdit it applies as one change: an echo longer than that is
+        # ruled out where the edit was applied over typing, and the last resort otherwise.
+        count, limit = len(flight.changes), len(flight.ranges)
+        match: _Candidate | None = None
+        alive = []
         for candidate in flight.candidates:
             candidate.pending = undo.compose(candidate.pending)
             if _reproduces(candidate.pending, shadow):
-                # The changes so far were the echo of the edit in flight.
-                self._flight = None
-                if candidate.correction is not None:
-                    self._feed(candidate.correction)
+                if match is None or (count - match.split > limit >= count - candidate.split):
+                    match = candidate
+            elif not candidate.split or count - candidate.split < limit:
+                alive.append(candidate)
+        flight.candidates = alive
+        if match is None:
+            return
+        if match.split:
+            self._applied_over_typing(flight, match.split)
+            return
+        # The changes so far were the echo of the edit in flight.
+        self._flight = None
+        if match.correction is not None:
+            self._feed(match.correction)
+
+    def _add_split(self, flight: _Flight) -> None:
+        """Candidates for an editor that applies the edit in flight now, on top of the changes
+        buffered so far, at the positions it was sent with (see :meth:`_applied_over_typing`).
+
+        Neovim applies the TextEdits last first, each at its positions in the buffer as it is
+        then, a ``character`` past the line's end clamped to it. That is applying them at once
+        on the buffer unless a clamped position shares its line with the next edit's start
+        (which changes the line's length first): there, or where a position is on no line or
+        inside a character, the edit is not looked for."""
+        shadow = self._shadow
+        ranges = flight.ranges
+        spans = []
+        for k, edit_range in enumerate(ranges):
+            span = []
+            for position in (edit_range.start, edit_range.end):
+                if position.line >= shadow.line_count:
+                    return
+                try:
+                    offset = shadow.offset_at(position, self.encoding)
+                except PositionError:
+                    return
+                if (
+                    k + 1 < len(ranges)
+                    and ranges[k + 1].start.line == position.line
+                    and shadow.position_at(offset, self.encoding) != position
+                ):
+                    return
+                span.append(offset)
+            spans.append(span)
+        split = len(flight.changes)
+        for base in [c for c in flight.candidates if c.split == 0]:
+            edits = [
+                Edit(start, end, edit.text)
+                for (start, end), edit in zip(spans, base.edits, strict=True)
+            ]
+            try:
+                op = TextOp.from_edits(len(shadow), edits)
+            except BridgeError:
                 return
+            # An edit that changes nothing here cannot be told from one not applied.
+            if not _reproduces(op, shadow):
+                flight.candidates.append(_Candidate(op, None, edits, split))
+
+    def _applied_over_typing(self, flight: _Flight, split: int) -> None:
+        """The editor applied the edit in flight at the positions it was sent with, but on top
+        of the first ``split`` buffered changes (typing from before the edit arrived): those
+        are the user's, the changes after them up to now are the edit, misplaced. Feed the
+        typing (transformed over ``sent``), then queue the misplaced text's removal, ``sent``
+        transformed over the typing, and what the CRDT had queued for the editor since.
+
+        Where the typing and ``sent`` insert at the same place, the editor put ``sent`` first
+        (the position it was sent at is before the typing there): that order is as good a
+        merge as the other, so it is the one kept, and the editor need not move that text."""
+        self._flight = None
+        typing = TextOp.identity(flight.sent.base_length)
+        for op in flight.changes[:split]:
+            typing = typing.compose(op)
+        placed, typing = transform(flight.sent, typing)
+        self._feed(typing)
+        misplaced = TextOp.identity(len(self._shadow))
+        for undo in reversed(flight.undos[split:]):
+            misplaced = misplaced.compose(undo)
+        self._queued = _narrow(misplaced.compose(placed).compose(self._queued), self._shadow)
 
     def _feed(self, op: TextOp) -> None:
         """Bring a change the editor made (on the text before it) into the CRDT."""
@@ -704,7 +856,10 @@ class Bridge:
                 )
         self._queued = TextOp.identity(sent.target_length)
         self._last_id += 1
-        self._flight = _Flight(self._last_id, sent, candidates)
+        ranges = tuple(edit.range for edit in edits)
+        # Neovim applies an edit for version 0 (or null) without checking the buffer's version.
+        unchecked = self.version <= 0 and len(wire) <= _MAX_EDITS
+        self._flight = _Flight(self._last_id, sent, candidates, ranges, unchecked)
         return ApplyEdit(self._last_id, self.version, edits)
 
     def _wire_edits(self, op: TextOp) -> list[Edit]:
@@ -739,15 +894,17 @@ class Bridge:
         flight = self._flight
         if flight is None or flight.id != edit_id:
             return
-        if applied and flight.changes and _partly_applied(flight, self._shadow.text):
-            # Neovim applies a multi-edit one TextEdit at a time (the last first) and may send
-            # the first of them before its answer: the rest of the echo is still to come.
+        # Nothing buffered: the echo must come next. An edit for an unchecked version is applied
+        # even over changes the editor reported first: its echo comes after them. Neovim
+        # applies a multi-edit one TextEdit at a time (the last first) and may send the first
+        # of them before its answer: the rest of the echo is still to come.
+        if applied and (
+            not flight.changes or flight.unchecked or _partly_applied(flight, self._shadow.text)
+        ):
             flight.answered = True
-        elif not applied or flight.changes:
+        else:
             with self._doc.transaction(origin=self.origin):
                 self._not_applied()
-        else:
-            flight.answered = True
 
     def _not_applied(self) -> None:
         flight = self._flight
@@ -851,16 +1008,40 @@ def _partly_applied(flight: _Flight, shadow: str) -> bool:
     """Whether the buffered changes applied some of the sent edits, the rest still to come:
     the text the edit leads to is the shadow with a proper prefix of the sent edits applied
     (those earlier in the document keep their offsets when the later ones are applied first).
-    O(n); only called when an answer meets buffered changes."""
+    O(n) per candidate; only called when an answer meets buffered changes."""
     for candidate in flight.candidates:
         # The candidate's own edits: as sent (CRLF-widened) or with line breaks rewritten.
         sent = candidate.edits
+        if len(sent) < 2 or candidate.split == len(flight.changes):
+            continue  # one edit, or nothing of it applied yet
         target = candidate.pending.apply(shadow)
         for count in range(1, len(sent)):
             try:
                 partial = TextOp.from_edits(len(shadow), sent[:count])
-            except BridgeError:  # the sent offsets do not fit the shadow: not a partial echo
-                return False
+            except BridgeError:  # the edits' offsets do not fit the shadow: not a partial echo
+                break
             if partial.apply(shadow) == target:
                 return True
     return False
+
+
+def _narrow(op: TextOp, index: LineIndex) -> TextOp:
+    """``op`` on the text of ``index`` with each replacement narrowed to what differs, and two
+    neighbouring replacements dropped where together they change nothing (text moved across
+    a stretch that reads the same either way, such as ``"ab" + "a"`` to ``"a" + "ba"``).
+    Reads only what it replaces and what lies between neighbours that close."""
+    kept: list[Edit] = []
+    for edit in op.edits():
+        start, end, text = _trim(index.slice(edit.start, edit.end), edit.start, edit.end, edit.text)
+        if start == end and not text:
+            continue
+        if kept:
+            last = kept[-1]
+            size = last.end - last.start + len(last.text) + end - start + len(text)
+            if start - last.end <= size and index.slice(last.start, end) == (
+                last.text + index.slice(last.end, start) + text
+            ):
+                kept.pop()
+                continue
+        kept.append(Edit(start, end, text))
+    return TextOp.from_edits(op.base_length, kept)
