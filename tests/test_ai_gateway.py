@@ -321,3 +321,16 @@ async def test_private_files_never_reach_the_model_and_every_request_is_audited(
     assert record["prompt_tokens"] > 0 and record["completion_tokens"] == 1
     assert "prompt" not in record and "completion" not in record  # content only if configured
     assert "sk-live" not in ai_hub.audit.path.read_text()
+
+
+async def test_a_cursor_anchored_on_an_edit_still_on_its_way_falls_back_to_its_offset(
+    clients: Callable[..., Any], backend: FakeBackend
+) -> None:
+    ann = await clients("ann")
+    await seeded(ann, "m.py", "total = \n")
+    unknown = {"item": {"client": 424242, "clock": 7}, "assoc": 0}  # not in the hub's doc
+    answer = await ann.request(
+        "complete", {**params(ann, "m.py", 8), "cursor": unknown, "offset": 8}
+    )
+    assert answer["text"] == "x = 1"
+    assert "<|fim_prefix|>total = <|fim_suffix|>\n" in backend.requests[-1].json()["prompt"]

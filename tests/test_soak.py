@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.soak import FAILED_COMPLETION, Soak, SoakConfig
+from tests.soak import Soak, SoakConfig
 
 CONFIG = SoakConfig.from_env(users=6, files=3, seconds=60)
 
 # huddle lsp computes the completion cursor from the editor's shadow text but anchors it in
 # the CRDT text; while a teammate's edit is on its way to the editor they differ, and the hub
 # answers "the cursor does not resolve" (or builds the prompt at the wrong place).
-CURSOR_BUG = "the cursor does not resolve"
 
 
 @pytest.mark.timeout(CONFIG.seconds + 240)
@@ -35,11 +34,9 @@ async def test_soak_converges_with_flat_memory_and_clean_logs(tmp_path: Path) ->
         assert await soak.repairs() == {u.name: 0 for u in soak.lsp_users}
         soak.check_memory()
         await soak.check_store(final)
-    # pygls logs every failed request at ERROR; failures other than the known one fail below.
-    assert soak.bad_log_lines(allow=(f"{FAILED_COMPLETION} {CURSOR_BUG}",)) == {}
+    # No completion may fail here (the backend is healthy): nothing allowed in the logs.
+    assert soak.bad_log_lines(allow=()) == {}
     completions = totals["completions"]
     assert completions["ok"] > 0 and completions["hung"] == 0, completions
     failed = [f for u in soak.lsp_users for f in u.stats.failed]
-    if failed and all(CURSOR_BUG in f for f in failed):
-        pytest.xfail(f"{len(failed)} completions hit the lsp cursor bug: {failed[0]}")
     assert not failed, failed

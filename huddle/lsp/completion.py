@@ -109,11 +109,14 @@ class Completions:
         crdt_text = files.get(buffer.path)
         if not isinstance(crdt_text, Text):
             return None
-        # None for an empty file: the hub reads it as the start of the file
-        cursor = sticky_position(crdt_text, buffer.bridge.shadow_index, offset)
+        # Anchored in the shared text, where a teammate's edit may already be and not yet in
+        # the editor. None for an empty file: the hub reads it as the start of the file.
+        shared = buffer.bridge.to_shared(offset)
+        cursor = sticky_position(crdt_text, buffer.bridge.shared_index, shared)
         params: dict[str, Any] = {
             "path": buffer.path,
             "cursor": cursor,
+            "offset": shared,
             "state": base64.b64encode(session.doc.get_state()).decode(),
         }
         if server.settings is not None and server.settings.completion_scope:

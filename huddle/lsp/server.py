@@ -391,11 +391,12 @@ class HuddleServer(LanguageServer):
                 text = schema.files(session.doc).get(path)
                 buffer = next((b for b in self.buffers.values() if b.path == path), None)
                 if isinstance(text, Text) and buffer is not None and buffer.bridge is not None:
-                    index = buffer.bridge.shadow_index
+                    bridge = buffer.bridge
+                    shared = bridge.shared_index
                     state["file"] = path
                     state["cursor"] = {
-                        "anchor": sticky_position(text, index, anchor),
-                        "head": sticky_position(text, index, head),
+                        "anchor": sticky_position(text, shared, bridge.to_shared(anchor)),
+                        "head": sticky_position(text, shared, bridge.to_shared(head)),
                     }
             if state != session.client.local_state:
                 session.client.set_presence(state)

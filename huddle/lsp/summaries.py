@@ -144,8 +144,9 @@ def _code_params(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[str
         end = index.offset_at(Position(selection.end.line, selection.end.character), ls.encoding)
     except CollabError as exc:
         raise SummaryFailed(f"invalid range: {exc}") from None
-    params["start"] = sticky_position(text, index, start)
-    params["end"] = sticky_position(text, index, end)
+    bridge, shared = buffer.bridge, buffer.bridge.shared_index
+    params["start"] = sticky_position(text, shared, bridge.to_shared(start))
+    params["end"] = sticky_position(text, shared, bridge.to_shared(end))
     return params
 
 

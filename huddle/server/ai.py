@@ -61,6 +61,12 @@ class CompleteParams(BaseModel):
         description="Yjs relative position (StickyIndex JSON); null: the start of the file "
         "(an empty file has no position to stick to)"
     )
+    offset: int | None = Field(
+        None,
+        ge=0,
+        description="the cursor in code points of the shared text as the asker sees it: used "
+        "when ``cursor`` names an edit the hub has not got (it is still on its way)",
+    )
     state: str = Field("", max_length=64 * 1024, description="asker's state vector, base64")
     scope: Scope = "auto"
     max_tokens: int | None = Field(None, ge=1, le=4096)
@@ -437,6 +443,9 @@ class AiService:
             raise rpc.RpcError("forbidden", "this file is private: it never goes to a model")
         content = str(text)
         offset = 0 if params.cursor is None else resolve_cursor(room, text, content, params.cursor)
+        if offset is None and params.offset is not None:
+            log.debug("room %s: the cursor's anchor has not arrived; using its offset", room.name)
+            offset = min(params.offset, len(content))
         if offset is None:
             raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
 
