@@ -230,8 +230,8 @@ class Editor:
     opened at version 0 applies an edit for version 0 unchecked, at its positions in the buffer
     as it is (``lenient_offset``). Where the bridge cannot tell that echo (positions it does not
     model, see ``unchecked_spans``; more than ``_MAX_EDITS`` TextEdits; the buffer's own changes
-    already did what the edit does) the editor is marked ``ambiguous``: every typed character
-    once is then not expected."""
+    doing what the edit does), or the user edits what it put in, the editor ``is_ambiguous``:
+    every typed character once is then not expected."""
 
     buffer: str
     kind: Kind
@@ -241,48 +241,70 @@ class Editor:
     unsent: list[TextChange] = field(default_factory=list)
     outbox: deque[tuple[str, int, Any]] = field(default_factory=deque)
     history: list[str] = field(default_factory=list)  # the buffer, opened and after each change
+    reported: str = ""  # the buffer as of the last change sent
+    unchecked: list[tuple[ApplyEdit, int]] = field(default_factory=list)  # and where applied
+    landed: list[list[int]] = field(default_factory=list)  # what unchecked edits put in, now
     ambiguous: bool = False
 
     def __post_init__(self) -> None:
         self.history.append(self.buffer)
+        self.reported = self.buffer
 
     def position(self, offset: int, text: str | None = None) -> Position:
         return editor_position(self.buffer if text is None else text, offset, self.encoding)
 
     def user_edit(self, start: int, end: int, text: str, jump: int) -> None:
         change = TextChange(Range(self.position(start), self.position(end)), text)
+        if any(start <= b and a <= end for a, b in self.landed):
+            # Editing what an unchecked edit put where it may not belong: the bridge moves
+            # that text where it belongs, and this change does not follow it.
+            self.ambiguous = True
+        self._shift(start, end, text)
         self.buffer = self.buffer[:start] + text + self.buffer[end:]
         self.history.append(self.buffer)
         self.version += 1 if self.kind == "vscode" else jump
         self._report([change])
+
+    def _shift(self, start: int, end: int, text: str) -> None:
+        for span in self.landed:
+            for i, p in enumerate(span):
+                if p >= end:
+                    span[i] = p + len(text) - (end - start)
+                elif p > start:
+                    span[i] = start + len(text)
 
     def _report(self, changes: list[TextChange]) -> None:
         if self.kind == "neovim":
             self.unsent.extend(changes)
         else:
             self.outbox.append(("change", self.version, changes))
+            self.reported = self.buffer
 
     def flush(self) -> None:
         if self.unsent:
             self.outbox.append(("change", self.version, self.unsent))
             self.unsent = []
+            self.reported = self.buffer
 
     def receive(self, edit: ApplyEdit, report: Report, jump: int, split: int = 0) -> None:
         """Apply (or refuse) ``edit``. A debounced Neovim sends the changes of the first
         ``split`` TextEdits it applied (the last in the document first) before its answer:
         seen with real Neovim, whose debounce timer can fire between two edits."""
         places: list[tuple[int, int]] | None = None  # None: read each as it is applied
+        answered = False
         if edit.version != self.version:
             assert edit.version < self.version
             if self.kind == "vscode" or edit.version != 0:
                 self.outbox.append(("result", edit.id, self.kind != "vscode"))
                 return
-            if (
-                unchecked_spans(self.buffer, edit.edits, self.encoding) is None
-                or len(edit.edits) > _MAX_EDITS
-                or self._made_its_echo(edit)
-            ):
+            if unchecked_spans(self.buffer, edit.edits, self.encoding) is None:
+                # Positions the bridge does not model: an echo it cannot recognise before the
+                # answer would leave it waiting for one. Answered first, as when debounced.
+                self.outbox.append(("result", edit.id, True))
+                answered = self.ambiguous = True
+            if len(edit.edits) > _MAX_EDITS or self._looks_unapplied(edit):
                 self.ambiguous = True
+            self.unchecked.append((edit, len(self.history) - 1))
         else:
             places = [
                 (
@@ -305,6 +327,9 @@ class Editor:
             text = EOL.sub("\n", e.new_text) if self.normalize_eol else e.new_text
             self.buffer = before[:start] + text + before[end:]
             self.history.append(self.buffer)
+            self._shift(start, end, text)
+            if places is None:
+                self.landed.append([start, start + len(text)])
             if self.kind == "vscode":
                 changes.append(self._describe(before, self.buffer, start, end, text, "exact"))
             else:
@@ -315,14 +340,33 @@ class Editor:
         if self.kind == "vscode":
             self.version += 1
             self._report(changes)
-        self.outbox.append(("result", edit.id, True))
+        if not answered:
+            self.outbox.append(("result", edit.id, True))
 
-    def _made_its_echo(self, edit: ApplyEdit) -> bool:
-        """Whether the buffer went from one text to what ``edit`` (as sent or with its line
-        breaks rewritten) makes of it at its positions: from the opened text in any number of
-        changes, from a later one in at most one change per TextEdit (a change to a text that
-        the edit leaves as it is does not count). The bridge takes such changes for its echo."""
+    def _looks_unapplied(self, edit: ApplyEdit) -> bool:
+        """Whether the edit has nowhere to land on the text reported so far (positions the
+        bridge does not model there, or it changes nothing there) while the buffer differs
+        (typing not sent yet): the bridge then takes it as not applied."""
+        if self.reported == self.buffer:
+            return False
+        reported = unchecked_spans(self.reported, edit.edits, self.encoding)
+        return reported is None or all(
+            self.reported[start:end] == e.new_text
+            for (start, end), e in zip(reported, edit.edits, strict=True)
+        )
+
+    def is_ambiguous(self) -> bool:
+        return self.ambiguous or any(self._made_its_echo(e, at) for e, at in self.unchecked)
+
+    def _made_its_echo(self, edit: ApplyEdit, applied: int) -> bool:
+        """Whether the buffer's own changes (not ``edit`` applied to ``history[applied]``) went
+        from one text to what ``edit`` (as sent or with its line breaks rewritten) makes of it
+        at its positions: from the opened text in any number of changes, from a later one in at
+        most one change per TextEdit (a change to a text that the edit leaves as it is does not
+        count). The bridge takes such changes for its echo."""
         for j, before in enumerate(self.history):
+            if j == applied:
+                continue
             spans = unchecked_spans(before, edit.edits, self.encoding)
             if spans is None:
                 continue
@@ -612,7 +656,7 @@ def test_peers_converge_and_keep_every_typed_character(data: st.DataObject) -> N
         assert peer.bridge.check(), f"{where}: safety net repaired"
         assert peer.bridge.repairs == 0, f"{where}: {peer.bridge.repairs} repairs"
     assert set(final) <= chars.typed | {"\r", "\n"}
-    if any(peer.editor.ambiguous for peer in world.peers):
+    if any(peer.editor.is_ambiguous() for peer in world.peers):
         return
     for char in chars.typed:
         assert final.count(char) == (0 if char in deleted else 1), char

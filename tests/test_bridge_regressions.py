@@ -339,3 +339,23 @@ def test_version_0_edit_reported_shifted_needs_no_correction() -> None:
     )
     assert str(text) == bridge.shadow == "\n!\nA"
     assert not bridge.has_pending
+
+
+def test_version_0_edit_with_nowhere_to_land_over_reported_typing_is_not_applied() -> None:
+    # After the reported line break, line 0 is empty: the deletion of (0,0)-(0,1) lands on
+    # nothing, so the answer cannot wait for an echo (there may be none): not applied, sent
+    # again for the new version.
+    doc, text, bridge, nvim = _opened_at_version_0("!")
+    _remote_edit(doc, 0, 1, "")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    nvim.type(0, "\n")
+    nvim.flush(bridge)
+    nvim.receive(edit)
+    assert nvim.buffer == "\n!"
+    bridge.edit_result(edit.id, applied=True)
+    assert not bridge.in_flight
+    assert str(text) == "\n"
+    nvim.flush(bridge)  # Neovim's report of the edit it applied to nothing
+    _settle(text, bridge, nvim)
+    assert nvim.buffer == "\n"

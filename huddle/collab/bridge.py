@@ -82,8 +82,9 @@ Events
   true`` is not trusted (Neovim says it for edits it skipped as stale): if changes that were not
   the echo already arrived, the edit was not applied; if none arrived yet, the echo must be in
   the next notification (Neovim sends it debounced, after its answer) — if that one is not it,
-  the edit was skipped. For an unchecked version, changes that already arrived do not decide:
-  the editor applied the edit after them, and its echo comes in the next notification.
+  the edit was skipped. For an unchecked version, changes that already arrived do not decide
+  if the edit has somewhere to land on the shadow (a candidate ``S_j`` for the changes so
+  far): the editor applied it after them, and its echo comes in the next notification.
 - Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
   buffered changes are fed to the CRDT as user typing, transformed as above.
 
@@ -114,8 +115,13 @@ Limitations
   other's line breaks back and forth.
 - ``applied: true`` from an editor that then never sends another ``didChange`` (it skipped the
   edit without any pending change) leaves the edit in flight; no editor we know does that.
-  Neovim applying an edit for version 0 where it changes nothing (a deletion clamped to
-  nothing) might: the edit then waits for the user's next change.
+  Neither does Neovim, except where it applied an edit for version 0 where the bridge does not
+  look for it (see above) and reported that before its answer (no debounce): the edit then
+  waits for the user's next change, which decides it was not applied.
+- For version 0, the answer takes an edit that has nowhere to land on the shadow (it changes
+  nothing at its positions there, or they are not looked for) as not applied; where the
+  editor had typed more, not reported yet, it may have landed: its echo is then taken for
+  typing.
 """
 
 from __future__ import annotations
@@ -684,15 +690,20 @@ class Bridge:
         if match.correction is not None:
             self._feed(match.correction)
 
-    def _add_split(self, flight: _Flight) -> None:
+    def _add_split(self, flight: _Flight) -> bool:
         """Candidates for an editor that applies the edit in flight now, on top of the changes
-        buffered so far, at the positions it was sent with (see :meth:`_applied_over_typing`).
+        buffered so far, at the positions it was sent with (see :meth:`_applied_over_typing`);
+        whether there are any.
 
         Neovim applies the TextEdits last first, each at its positions in the buffer as it is
         then, a ``character`` past the line's end clamped to it. That is applying them at once
         on the buffer unless a clamped position shares its line with the next edit's start
         (which changes the line's length first): there, or where a position is on no line or
-        inside a character, the edit is not looked for."""
+        inside a character, the edit is not looked for. Nor where it changes nothing: that
+        cannot be told from not applied."""
+        split = len(flight.changes)
+        if flight.candidates[-1].split == split:
+            return True  # added when the answer came
         shadow = self._shadow
         ranges = flight.ranges
         spans = []
@@ -700,20 +711,19 @@ class Bridge:
             span = []
             for position in (edit_range.start, edit_range.end):
                 if position.line >= shadow.line_count:
-                    return
+                    return False
                 try:
                     offset = shadow.offset_at(position, self.encoding)
                 except PositionError:
-                    return
+                    return False
                 if (
                     k + 1 < len(ranges)
                     and ranges[k + 1].start.line == position.line
                     and shadow.position_at(offset, self.encoding) != position
                 ):
-                    return
+                    return False
                 span.append(offset)
             spans.append(span)
-        split = len(flight.changes)
         for base in [c for c in flight.candidates if c.split == 0]:
             edits = [
                 Edit(start, end, edit.text)
@@ -722,10 +732,10 @@ class Bridge:
             try:
                 op = TextOp.from_edits(len(shadow), edits)
             except BridgeError:
-                return
-            # An edit that changes nothing here cannot be told from one not applied.
+                return False
             if not _reproduces(op, shadow):
                 flight.candidates.append(_Candidate(op, None, edits, split))
+        return flight.candidates[-1].split == split
 
     def _applied_over_typing(self, flight: _Flight, split: int) -> None:
         """The editor applied the edit in flight at the positions it was sent with, but on top
@@ -895,11 +905,13 @@ class Bridge:
         if flight is None or flight.id != edit_id:
             return
         # Nothing buffered: the echo must come next. An edit for an unchecked version is applied
-        # even over changes the editor reported first: its echo comes after them. Neovim
-        # applies a multi-edit one TextEdit at a time (the last first) and may send the first
-        # of them before its answer: the rest of the echo is still to come.
+        # even over changes the editor reported first: its echo comes after them (if it has
+        # somewhere to land on them). Neovim applies a multi-edit one TextEdit at a time (the
+        # last first) and may send the first of them before its answer: the rest is to come.
         if applied and (
-            not flight.changes or flight.unchecked or _partly_applied(flight, self._shadow.text)
+            not flight.changes
+            or (flight.unchecked and self._add_split(flight))
+            or _partly_applied(flight, self._shadow.text)
         ):
             flight.answered = True
         else:
