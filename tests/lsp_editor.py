@@ -13,19 +13,42 @@ Every applied server edit is echoed back as a ``didChange``, as real editors do.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import sys
+from collections import deque, namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
+from pygls.protocol import JsonRPCNotification
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import make_test_lsp_client
 
 from huddle.collab.positions import LineIndex, PositionEncoding
 from huddle.collab.positions import Position as CPosition
 from tests.peers import eventually
+
+
+@functools.cache
+def _object_type(type_name: str, keys: tuple[str, ...]) -> Any:
+    return namedtuple(type_name, keys, rename=True)
+
+
+def _notification_with_objects(obj: dict[str, Any], cls: type[Any]) -> Any:
+    """pygls's own hook for the params of a notification it has no type for (ours), with the
+    namedtuple classes cached: pygls makes a new class for every object of every message, which
+    takes a whole core at the rate a long soak gets ``huddle/peers``."""
+    params = obj.get("params")
+    if isinstance(params, dict):
+        type_name = params.pop("type_name", "Object")
+        obj["params"] = json.loads(
+            json.dumps(params),
+            object_hook=lambda d: _object_type(type_name, tuple(d))(*d.values()),
+        )
+    return cls(**obj)
 
 
 @dataclass
@@ -47,6 +70,8 @@ class Editor:
         env: dict[str, str] | None = None,
         debounce: float = 0.05,
         inline_completion: bool = True,
+        keep_notifications: int | None = None,
+        answer_delay: float = 0.0,
     ) -> None:
         self.root = root
         self.style = style
@@ -57,7 +82,10 @@ class Editor:
         self.inline_completion = inline_completion
         self.buffers: dict[str, Buffer] = {}
         self.client: LanguageClient = make_test_lsp_client()
-        self.notifications: dict[str, list[Any]] = {}
+        # Every notification by method; only the last ``keep_notifications`` of each where
+        # set (a long run receives hundreds of ``huddle/peers`` a second).
+        self.notifications: dict[str, list[Any] | deque[Any]] = {}
+        self._keep = keep_notifications
         self.rejected = 0
         self.applied = 0
         self._flushers: dict[str, asyncio.Task[None]] = {}
@@ -66,7 +94,20 @@ class Editor:
         def apply_edit(client: LanguageClient, params: lsp.ApplyWorkspaceEditParams) -> Any:
             return self._on_apply_edit(params)
 
-        self.client.feature(lsp.WORKSPACE_APPLY_EDIT)(apply_edit)
+        async def apply_edit_answering_late(
+            client: LanguageClient, params: lsp.ApplyWorkspaceEditParams
+        ) -> Any:
+            result = self._on_apply_edit(params)  # applied (and echoed) at once
+            await asyncio.sleep(answer_delay)  # an editor busy with something else
+            return result
+
+        late = answer_delay > 0
+        self.client.feature(lsp.WORKSPACE_APPLY_EDIT)(
+            apply_edit_answering_late if late else apply_edit
+        )
+        self.client.protocol._converter.register_structure_hook(
+            JsonRPCNotification, _notification_with_objects
+        )
         for method in (
             "huddle/status",
             "huddle/peers",
@@ -77,7 +118,9 @@ class Editor:
 
     def _recorder(self, method: str) -> Any:
         def record(client: LanguageClient, params: Any) -> None:
-            self.notifications.setdefault(method, []).append(params)
+            if method not in self.notifications:
+                self.notifications[method] = [] if self._keep is None else deque(maxlen=self._keep)
+            self.notifications[method].append(params)
 
         return record
 
@@ -163,7 +206,9 @@ class Editor:
         return self._lsp_pos(index.position_at(offset, self.encoding))
 
     def ask_inline(self, path: str, offset: int, msg_id: str | None = None) -> asyncio.Future[Any]:
-        """Send ``textDocument/inlineCompletion`` at ``offset``; returns the response future."""
+        """Send ``textDocument/inlineCompletion`` at ``offset``; returns the response future.
+        Changes still debounced are sent first, as Neovim does before any request."""
+        self._flush(self.buffers[self.uri(path)])
         params = lsp.InlineCompletionParams(
             context=lsp.InlineCompletionContext(
                 trigger_kind=lsp.InlineCompletionTriggerKind.Automatic

@@ -19,6 +19,7 @@ from huddle.server.auth import Role, TokenSigner
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_CLIENT = ROOT / "tests" / "node" / "yclient.mjs"
+NODE_LINE_LIMIT = 64 * 1024 * 1024  # a reply holds whole files: far past asyncio's 64 KiB
 
 
 async def eventually(
@@ -143,6 +144,7 @@ class NodeClient:
         self.events: list[dict[str, Any]] = []
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._event_added = asyncio.Event()
+        self._failed: Exception | None = None
 
     async def __aenter__(self) -> NodeClient:
         self.proc = await asyncio.create_subprocess_exec(
@@ -151,6 +153,7 @@ class NodeClient:
             *self.args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=NODE_LINE_LIMIT,
         )
         self._reader = asyncio.create_task(self._read())
         return self
@@ -165,16 +168,24 @@ class NodeClient:
 
     async def _read(self) -> None:
         assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            msg = json.loads(raw)
-            if "id" in msg:
-                self._replies.pop(msg["id"]).set_result(msg)
-            else:
-                self.events.append(msg)
-                self._event_added.set()
+        try:
+            async for raw in self.proc.stdout:
+                msg = json.loads(raw)
+                if "id" in msg:
+                    self._replies.pop(msg["id"]).set_result(msg)
+                else:
+                    self.events.append(msg)
+                    self._event_added.set()
+        except Exception as exc:  # a reply that cannot be read fails every request, loudly
+            self._failed = exc
+            for future in self._replies.values():
+                future.set_exception(exc)
+            raise
 
     async def request(self, op: str, **args: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
+        if self._failed is not None:
+            raise AssertionError(f"the node client's output is unreadable: {self._failed!r}")
         msg_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[msg_id] = future

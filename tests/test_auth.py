@@ -9,12 +9,12 @@ from pathlib import Path
 import jwt
 import pytest
 from pycrdt import Doc, Text
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from huddle.collab import wire
 from huddle.collab.schema import file_texts, files
 from huddle.server.auth import KEY_FILE
-from huddle.server.client import HubClient, Status
+from huddle.server.client import HubClient, Status, room_url
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError
 from huddle.server.store import Database
@@ -106,6 +106,62 @@ async def test_read_only_client_receives_but_cannot_write(hub: Hub, data_dir: Pa
         assert hub.metrics.dropped_updates._value.get() >= 3
         journal = await hub.store.call(lambda db: db.journal(ROOM))
         assert {entry.user for entry in journal} == {"ed"}
+
+
+async def test_a_readers_sync_reply_on_reconnect_is_not_taken_for_a_write(
+    hub: Hub, data_dir: Path
+) -> None:
+    """A Yjs diff always carries the sender's whole delete set: a reader answering the hub's
+    sync step 1 after a reconnect sends a non-empty update that changes nothing. The hub must
+    not count it as a dropped write nor tell the reader it is read-only; a real write still is
+    dropped and noticed."""
+    reader_doc: Doc = Doc()
+    async with HubClient(hub.url, ROOM, token(data_dir, ROOM, "ed")) as editor:
+        await asyncio.wait_for(editor.synced.wait(), 10)
+        files(editor.doc)["a.txt"] = Text("hello brave new world")
+        text = files(editor.doc)["a.txt"]
+        assert isinstance(text, Text)
+        del text[6:12]  # deletions: the delete set every diff will carry
+        await editor.flush()
+        url = room_url(hub.url, ROOM, token(data_dir, ROOM, "ro", role="read"))
+        for _ in range(2):  # join, then reconnect with everything already here
+            async with connect(url) as ws:
+                step1 = wire.decode(await _recv(ws))
+                assert isinstance(step1, wire.SyncStep1)
+                reply = reader_doc.get_update(step1.state_vector)
+                dropped = hub.metrics.dropped_updates._value.get()
+                await ws.send(wire.encode(wire.SyncStep2(reply)))
+                # The hub handles a connection's messages in order: whatever it sent for the
+                # sync reply comes before its answer to this.
+                await ws.send(wire.encode(wire.SyncStep1(reader_doc.get_state())))
+                seen: list[wire.Message] = []
+                while not isinstance(message := wire.decode(await _recv(ws)), wire.SyncStep2):
+                    seen.append(message)
+                reader_doc.apply_update(message.update)
+                assert not any(isinstance(m, wire.AuthDenied) for m in seen), seen
+                assert hub.metrics.dropped_updates._value.get() == dropped
+        assert reply != wire.EMPTY_UPDATE  # the reconnect's reply did carry the delete set
+        assert file_texts(reader_doc) == {"a.txt": "hello new world"}
+
+        # A real write from the reader: dropped, and the reader is told once.
+        async with connect(url) as ws:
+            assert isinstance(wire.decode(await _recv(ws)), wire.SyncStep1)
+            ro_text = files(reader_doc)["a.txt"]
+            assert isinstance(ro_text, Text)
+            before = reader_doc.get_state()
+            ro_text.insert(0, "RO WAS HERE ")
+            await ws.send(wire.encode(wire.SyncUpdate(reader_doc.get_update(before))))
+            while not isinstance(message := wire.decode(await _recv(ws)), wire.AuthDenied):
+                pass
+            assert "read-only" in message.reason
+            assert hub.metrics.dropped_updates._value.get() == dropped + 1
+        assert file_texts(editor.doc) == {"a.txt": "hello new world"}
+
+
+async def _recv(ws: ClientConnection) -> bytes:
+    frame = await asyncio.wait_for(ws.recv(), 10)
+    assert isinstance(frame, bytes)
+    return frame
 
 
 async def test_signing_key_is_private(hub: Hub, data_dir: Path) -> None:

@@ -15,6 +15,7 @@ from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.lsp_editor import Editor
 from tests.peers import eventually, free_port, token
+from tests.soak import capture_stderr
 
 ROOM = "team/e2e"
 
@@ -321,14 +322,21 @@ async def test_presence_undo_follow_and_invite(hub: Hub, data_dir: Path, tmp_pat
             {"uri": ann.uri("a.py"), "position": {"line": 1, "character": 3}},
         )
 
-        def bob_sees_ann() -> bool:
-            for note in bob.notifications.get("huddle/peers", []):
-                for peer in note.peers:
-                    if peer.name == "ann" and getattr(peer, "position", None) is not None:
-                        return (peer.position.line, peer.position.character) == (1, 3)
+        def sees_ann(editor: Editor, line: int, character: int) -> bool:
+            notes = editor.notifications.get("huddle/peers", [])
+            for peer in notes[-1].peers if notes else []:
+                if peer.name == "ann" and getattr(peer, "position", None) is not None:
+                    return (peer.position.line, peer.position.character) == (line, character)
             return False
 
-        await eventually(bob_sees_ann, what="bob sees ann's cursor at 1:3")
+        await eventually(lambda: sees_ann(bob, 1, 3), what="bob sees ann's cursor at 1:3")
+        # Text typed above it moves it, for the typist and for a reader, while ann stays put.
+        bob.type("a.py", 0, "#\n")
+        await eventually(lambda: sees_ann(bob, 2, 3), what="bob sees ann's cursor at 2:3")
+        await eventually(lambda: sees_ann(rita, 2, 3), what="rita sees ann's cursor at 2:3")
+        bob.replace("a.py", 0, 2, "")
+        await eventually(lambda: sees_ann(rita, 1, 3), what="rita sees ann's cursor at 1:3")
+        await eventually(lambda: ann.text("a.py") == "x = 1\ny = 2\n", what="ann has it back")
 
         # Undo my own change only, never a teammate's.
         ann.type("a.py", 0, "# ann\n")
@@ -369,3 +377,41 @@ async def test_presence_undo_follow_and_invite(hub: Hub, data_dir: Path, tmp_pat
         rita.type("a.py", 0, "rita was here\n")
         await _status(rita, "read-only")
         assert "rita" not in (_room_text(hub, "a.py") or "")
+
+
+async def test_an_edit_answered_after_the_timeout_is_dropped_quietly(
+    hub: Hub, data_dir: Path, tmp_path: Path
+) -> None:
+    """An editor that applies the edits at once but answers them after huddle lsp stopped
+    waiting: the edits are not applied twice, typing on both sides converges, and the late
+    answers leave no error in the server's log (pygls used to fail on each)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    log = tmp_path / "bob-lsp.log"
+    slow = {"HUDDLE_APPLY_EDIT_TIMEOUT_S": "0.3", "HUDDLE_LOG_LEVEL": "info"}
+    async with (
+        Editor(root, init_options=options(hub, data_dir, "ann")) as ann,
+        Editor(root, init_options=options(hub, data_dir, "bob"), env=slow, answer_delay=1.0) as bob,
+    ):
+        reading = asyncio.create_task(capture_stderr(bob, log))
+        ann.open("a.py", "x = 1\n")
+        await eventually(lambda: _room_text(hub, "a.py") == "x = 1\n", what="seeded")
+        bob.open("a.py", "x = 1\n")
+        await eventually(lambda: bob.text("a.py") == "x = 1\n", what="bob joined")
+        for i in range(3):
+            ann.type("a.py", 0, f"# ann {i}\n")
+            await asyncio.sleep(0.4)  # each edit outlives its timeout in bob's editor
+            bob.type("a.py", len(bob.text("a.py")), f"# bob {i}\n")
+        expected_lines = {f"# ann {i}" for i in range(3)} | {f"# bob {i}" for i in range(3)}
+        await eventually(
+            lambda: ann.text("a.py") == bob.text("a.py") == _room_text(hub, "a.py"),
+            timeout=20,
+            what="both editors and the hub agree",
+        )
+        text = ann.text("a.py")
+        assert sorted(text.splitlines()) == sorted(expected_lines | {"x = 1"}), text
+        await asyncio.sleep(1.5)  # the last late answers arrive
+        assert bob.applied >= 3
+        reading.cancel()
+    records = log.read_text(errors="replace")
+    assert "Traceback" not in records and " ERROR " not in records, records

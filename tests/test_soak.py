@@ -2,8 +2,9 @@
 and ask for completions through a real hub for a while; then every replica agrees, nothing
 typed is lost or doubled, memory is flat and the logs are clean.
 
-Short by default (6 users: 4 editors and 2 Node clients, 3 files, 60 s); HUDDLE_SOAK_MINUTES=10
-runs the long form (20 users, 5 files; HUDDLE_SOAK_USERS / HUDDLE_SOAK_FILES override), as does
+Short by default (6 users: 4 editors and 2 Node clients, 3 files, 60 s, 2 edits a second each);
+HUDDLE_SOAK_MINUTES=10 runs the long form (20 users, 5 files, 1 edit a second each;
+HUDDLE_SOAK_USERS / HUDDLE_SOAK_FILES / HUDDLE_SOAK_EDITS_PER_S override), as does
 ``python -m tests.soak --minutes 10``. Completions come from a replay backend (tests.replay)."""
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ import pytest
 from tests.soak import Soak, SoakConfig
 
 CONFIG = SoakConfig.from_env(users=6, files=3, seconds=60)
-
-# huddle lsp computes the completion cursor from the editor's shadow text but anchors it in
-# the CRDT text; while a teammate's edit is on its way to the editor they differ, and the hub
-# answers "the cursor does not resolve" (or builds the prompt at the wrong place).
 
 
 @pytest.mark.timeout(CONFIG.seconds + 240)

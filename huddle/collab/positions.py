@@ -38,6 +38,7 @@ cost.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class Range:
 
 
 _BREAK = re.compile(r"\r\n|\r|\n")
+_revisions = itertools.count(1)  # LineIndex.revision, unique across indexes
 
 
 def split_lines(text: str) -> list[str]:
@@ -256,12 +258,14 @@ class LineIndex:
         "_lines",
         "_total_bytes",
         "_tree",
+        "revision",
     )
 
     def __init__(self, text: str = "", *, block_size: int = 32) -> None:
         if block_size < 1:
             raise ValueError("block_size must be at least 1")
         self._block_size = block_size
+        self.revision = 0  # unique to this text of this index; set by _set_lines
         self._blocks: list[list[str]] = []
         self._line_bytes: list[list[int]] = []
         self._set_lines(split_lines(text))
@@ -414,6 +418,7 @@ class LineIndex:
             new_lines.pop()
         self._splice(head, tail, new_lines)
         self._length += len(text) - (end - start)
+        self.revision = next(_revisions)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -433,6 +438,7 @@ class LineIndex:
         self._bytes = [sum(widths) for widths in self._line_bytes]
         self._length = sum(self._cps)
         self._reindex()
+        self.revision = next(_revisions)
 
     def _reindex(self) -> None:
         """Rebuild the tree from the per-block totals: O(blocks), only when blocks change."""

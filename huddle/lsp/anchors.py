@@ -17,12 +17,21 @@ def utf16_of(index: LineIndex, offset: int) -> int:
     return len(index.slice(0, offset).encode("utf-16-le")) // 2
 
 
-def offset_of_utf16(index: LineIndex, units: int) -> int:
-    """UTF-16 units -> code points, clamped to the text. O(1) for ASCII text."""
-    if index.byte_length == len(index):
-        return min(units, len(index))
-    encoded = index.text.encode("utf-16-le")[: 2 * units]
-    return len(encoded.decode("utf-16-le", errors="ignore"))
+class Utf16Offsets:
+    """UTF-16 units -> code points of one text, clamped to it: O(1) for ASCII text; else the
+    text is encoded once, then O(units) per lookup."""
+
+    def __init__(self, index: LineIndex) -> None:
+        self.index = index
+        self._encoded: bytes | None = None
+
+    def offset_of(self, units: int) -> int:
+        index = self.index
+        if index.byte_length == len(index):
+            return min(units, len(index))
+        if self._encoded is None:
+            self._encoded = index.text.encode("utf-16-le")
+        return len(self._encoded[: 2 * units].decode("utf-16-le", errors="ignore"))
 
 
 def sticky_position(text: Text, index: LineIndex, offset: int) -> dict[str, Any] | None:

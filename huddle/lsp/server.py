@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
-from pycrdt import StickyIndex, Subscription, Text, TransactionEvent, UndoManager
+from pycrdt import Doc, StickyIndex, Subscription, Text, TransactionEvent, UndoManager
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol.language_server import (
@@ -29,8 +29,8 @@ from huddle import __version__
 from huddle.collab import schema, wire
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position, PositionEncoding
-from huddle.lsp import summaries
-from huddle.lsp.anchors import offset_of_utf16, sticky_position
+from huddle.lsp import stdio, summaries
+from huddle.lsp.anchors import Utf16Offsets, sticky_position
 from huddle.lsp.completion import CompletionFailed, Completions
 from huddle.lsp.documents import Buffer, from_range, to_changes
 from huddle.lsp.errors import SettingsError
@@ -47,6 +47,8 @@ PEERS = "huddle/peers"
 CURSOR = "huddle/cursor"
 APPLY_EDIT_TIMEOUT = 10.0
 PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
+# A teammate's head and anchor in the editor's coordinates (None: not in the text).
+CursorPair = tuple[dict[str, int] | None, dict[str, int] | None]
 CHECK_INTERVAL = 2.0  # how often idle buffers are checked against the CRDT (seconds)
 
 
@@ -117,6 +119,9 @@ class HuddleServer(LanguageServer):
         self._focus: str | None = None  # the buffer the user last opened or typed in
         self._published_cursor: tuple[str, int, int] | None = ("", -1, -1)  # nothing yet
         self._published_peers: dict[str, Any] | None = None
+        # Teammates' cursors as last resolved, by client id: (what they depend on, head, anchor).
+        self._peer_cursors: dict[int, tuple[tuple[Any, ...], CursorPair]] = {}
+        self._uris: dict[tuple[Path, str], str | None] = {}
         self.completions = Completions(self)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -326,10 +331,15 @@ class HuddleServer(LanguageServer):
     async def _send_edit(
         self, buffer: Buffer, edit_id: int, params: lsp.ApplyWorkspaceEditParams
     ) -> None:
+        timeout = APPLY_EDIT_TIMEOUT
+        if self.settings is not None and self.settings.apply_edit_timeout_s is not None:
+            timeout = self.settings.apply_edit_timeout_s
+        request = asyncio.ensure_future(self.workspace_apply_edit_async(params))
+        # An answer after the timeout still finds its request waiting (pygls fails on the
+        # answer to a cancelled one), and is dropped: the next didChange has told already.
+        request.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
-            result = await asyncio.wait_for(
-                self.workspace_apply_edit_async(params), APPLY_EDIT_TIMEOUT
-            )
+            result = await asyncio.wait_for(asyncio.shield(request), timeout)
             applied = bool(result.applied)
         except TimeoutError:
             applied = True  # no answer: the next didChange tells (see Bridge.edit_result)
@@ -410,6 +420,7 @@ class HuddleServer(LanguageServer):
         session = self.session
         assert session is not None and session.client is not None
         by_path = {b.path: b for b in self.buffers.values() if b.bridge is not None}
+        resolver = _CursorResolver(session.doc, self.encoding)
         peers = []
         for client_id, state in sorted(session.client.peers.items()):
             raw_user, raw_path = state.get("user"), state.get("file")
@@ -425,46 +436,40 @@ class HuddleServer(LanguageServer):
             buffer = by_path.get(path or "")
             cursor = state.get("cursor")
             if buffer is not None and isinstance(cursor, dict):
-                head = self._resolve(buffer, cursor.get("head"))
-                anchor = self._resolve(buffer, cursor.get("anchor"))
+                head, anchor = self._peer_cursor(client_id, buffer, cursor, resolver)
                 if head is not None:
                     peer["position"] = head
                     peer["selection"] = {"start": anchor or head, "end": head}
             peers.append(peer)
+        for gone in self._peer_cursors.keys() - session.client.peers.keys():
+            del self._peer_cursors[gone]
         return peers
 
-    def _resolve(self, buffer: Buffer, relative: object) -> dict[str, int] | None:
-        """A Yjs relative position to an LSP position in this editor's coordinates."""
-        assert buffer.bridge is not None and self.session is not None
-        text = schema.files(self.session.doc).get(buffer.path)
-        if not isinstance(relative, dict) or not isinstance(text, Text):
-            return None
-        item = relative.get("item")
-        if isinstance(item, dict):  # pycrdt panics on an item this replica has not received yet
-            known = wire.decode_state_vector(self.session.doc.get_state())
-            if not item.get("clock", 0) < known.get(item.get("client", -1), 0):
-                return None
-        try:
-            units = StickyIndex.from_json(relative, text).get_index()
-        except (ValueError, KeyError, TypeError, RuntimeError):
-            return None
-        except BaseException as exc:  # pycrdt panics on positions it cannot resolve
-            if type(exc).__name__ != "PanicException":
-                raise
-            return None
-        shadow = buffer.bridge.shadow_index
-        offset = offset_of_utf16(shadow, units)
-        try:
-            pos = shadow.position_at(offset, self.encoding)
-        except CollabError:
-            return None
-        return {"line": pos.line, "character": pos.character}
+    def _peer_cursor(
+        self, client_id: int, buffer: Buffer, cursor: dict[str, Any], resolver: _CursorResolver
+    ) -> CursorPair:
+        """A teammate's head and anchor in this editor's coordinates; worked out again only
+        when the cursor, the shared text or the editor's text changed since the last tick."""
+        assert buffer.bridge is not None
+        shadow, shared = buffer.bridge.shadow_index, buffer.bridge.shared_index
+        key = (buffer.path, cursor, shadow.revision, shared.revision)
+        cached = self._peer_cursors.get(client_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = (
+            resolver.resolve(buffer, cursor.get("head")),
+            resolver.resolve(buffer, cursor.get("anchor")),
+        )
+        self._peer_cursors[client_id] = (key, found)
+        return found
 
     def _uri_of(self, path: str | None) -> str | None:
         if path is None or self.root is None:
             return None
-        uri: str | None = from_fs_path(str(self.root / path))
-        return uri
+        key = (self.root, path)
+        if key not in self._uris:  # asked for every teammate at every presence tick
+            self._uris[key] = from_fs_path(str(self.root / path))
+        return self._uris[key]
 
     def _follow(self) -> None:
         if self.following is None or self.session is None or self.session.client is None:
@@ -649,4 +654,45 @@ async def _complete(ls: HuddleServer, uri: str, position: lsp.Position) -> str |
 
 
 def main(solo_data_dir: Path | None = None) -> None:
-    build_server(solo_data_dir).start_io()
+    stdio.serve(build_server(solo_data_dir))
+
+
+class _CursorResolver:
+    """Yjs relative positions to LSP positions in this editor's coordinates, for one presence
+    tick: what every cursor needs (the document's state vector, a file's UTF-16 form) is
+    worked out once, not per cursor (20 teammates move the cursors 40 times a second)."""
+
+    def __init__(self, doc: Doc[Any], encoding: PositionEncoding) -> None:
+        self.doc = doc
+        self.encoding = encoding
+        self._known: dict[int, int] | None = None
+        self._units: dict[str, Utf16Offsets] = {}
+
+    def resolve(self, buffer: Buffer, relative: object) -> dict[str, int] | None:
+        assert buffer.bridge is not None
+        text = schema.files(self.doc).get(buffer.path)
+        if not isinstance(relative, dict) or not isinstance(text, Text):
+            return None
+        item = relative.get("item")
+        if isinstance(item, dict):  # pycrdt panics on an item this replica has not received yet
+            if self._known is None:
+                self._known = wire.decode_state_vector(self.doc.get_state())
+            if not item.get("clock", 0) < self._known.get(item.get("client", -1), 0):
+                return None
+        try:
+            units = StickyIndex.from_json(relative, text).get_index()
+        except (ValueError, KeyError, TypeError, RuntimeError):
+            return None
+        except BaseException as exc:  # pycrdt panics on positions it cannot resolve
+            if type(exc).__name__ != "PanicException":
+                raise
+            return None
+        shadow = buffer.bridge.shadow_index
+        offsets = self._units.get(buffer.path)
+        if offsets is None:  # nothing changes the shadow during a tick
+            offsets = self._units[buffer.path] = Utf16Offsets(shadow)
+        try:
+            pos = shadow.position_at(offsets.offset_of(units), self.encoding)
+        except CollabError:
+            return None
+        return {"line": pos.line, "character": pos.character}

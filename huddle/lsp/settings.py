@@ -20,6 +20,7 @@ ENV = {
     "room": "HUDDLE_ROOM",
     "user": "HUDDLE_USER",
     "completion_scope": "HUDDLE_COMPLETION_SCOPE",
+    "apply_edit_timeout_s": "HUDDLE_APPLY_EDIT_TIMEOUT_S",
 }
 
 
@@ -33,6 +34,9 @@ class LspSettings(BaseModel):
     color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
     completion_scope: Literal["auto", "line", "block"] | None = Field(
         None, description="AI completions stop at the end of the line, the block, or auto"
+    )
+    apply_edit_timeout_s: float | None = Field(
+        None, gt=0, le=600, description="how long to wait for the editor to answer an edit"
     )
 
     @property

@@ -206,6 +206,8 @@ class Room:
         if update == wire.EMPTY_UPDATE:
             return
         if not peer.grant.can_edit:
+            if _changes_nothing(self.doc, update):
+                return  # a reader's sync reply on reconnect: everything in it is here already
             self._metrics.dropped_updates.inc()
             log.info("room %s: dropped an update from read-only %s", self.name, peer.label)
             if not peer.ro_noticed:
@@ -324,3 +326,17 @@ class Room:
     @property
     def size_bytes(self) -> int:
         return self._snapshot_bytes + self._log_bytes + self._inflight_bytes
+
+
+def _changes_nothing(doc: pycrdt.Doc[Any], update: bytes) -> bool:
+    """Whether ``doc`` already holds all of ``update``: its items, and its deletions. A Yjs
+    diff always carries the sender's whole delete set, so a reader syncing after a reconnect
+    sends a non-empty update that changes nothing. One pass over ``doc``'s items (to list its
+    deletions); only readers' updates pay it."""
+    state = doc.get_state()
+    try:
+        new = pycrdt.get_update(update, state)  # the items ``doc`` lacks, and every deletion
+    except ValueError:
+        return False
+    deletions = doc.get_update(state)  # no items: ``doc``'s own delete set
+    return pycrdt.merge_updates(deletions, new) == deletions

@@ -1,0 +1,87 @@
+"""The language server's stdio transport, read on the event loop.
+
+pygls reads stdin in a worker thread, one executor round trip per header line and per body:
+every message waits for that thread to get the GIL back from a busy event loop (up to the
+interpreter's 5 ms switch interval) and costs a thread hand-off. Where stdin is a pipe or a
+socket of its own (as every editor starts a language server) we read it with asyncio instead;
+anywhere else (a terminal, a file) pygls's own transport does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import sys
+import threading
+from typing import BinaryIO
+
+from pygls.io_ import StdoutWriter, run_async
+from pygls.server import JsonRPCServer
+
+log = logging.getLogger(__name__)
+
+
+def serve(server: JsonRPCServer, stdin: BinaryIO | None = None) -> None:
+    """Serve LSP on stdin/stdout until the client says exit or closes stdin."""
+    stdin = stdin or sys.stdin.buffer
+    if not _own_pipe(stdin.fileno(), sys.stdout.fileno()):
+        server.start_io(stdin)
+        return
+    server._stop_event = threading.Event()
+    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    try:
+        asyncio.run(_serve(server, stdin))
+    except BrokenPipeError:
+        log.error("the connection to the editor is lost; shutting down")
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: pygls's answer to ``exit``
+        pass
+    finally:
+        server.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _own_pipe(stdin: int, stdout: int) -> bool:
+    """Whether ``stdin`` is a pipe or socket that is not also ``stdout``: asyncio sets it
+    non-blocking, which must not reach the file that the answers are written to."""
+    try:
+        mode, out = os.fstat(stdin), os.fstat(stdout)
+    except OSError:
+        return False
+    if not (stat.S_ISFIFO(mode.st_mode) or stat.S_ISSOCK(mode.st_mode)):
+        return False
+    return (mode.st_dev, mode.st_ino) != (out.st_dev, out.st_ino)
+
+
+async def _serve(server: JsonRPCServer, stdin: BinaryIO) -> None:
+    loop = asyncio.get_running_loop()
+    stream = asyncio.StreamReader(loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream, loop=loop), stdin)
+    assert server._stop_event is not None
+    await run_async(
+        stop_event=server._stop_event,
+        reader=_Reader(stream),
+        protocol=server.protocol,
+        logger=logging.getLogger("pygls.io_"),
+        error_handler=server.report_server_error,
+    )
+
+
+class _Reader:
+    """pygls's reader interface on an asyncio stream: ``b""`` at the end of the input."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self._stream = stream
+
+    async def readline(self) -> bytes:
+        try:
+            return await self._stream.readline()
+        except ValueError:  # a header line past the stream's limit: not LSP
+            log.error("a header line of over 64 KiB from the editor: not LSP; stopping")
+            return b""
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            return await self._stream.readexactly(n)
+        except asyncio.IncompleteReadError:
+            return b""
