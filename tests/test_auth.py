@@ -122,7 +122,11 @@ async def test_a_readers_sync_reply_on_reconnect_is_not_taken_for_a_write(
         text = files(editor.doc)["a.txt"]
         assert isinstance(text, Text)
         del text[6:12]  # deletions: the delete set every diff will carry
-        await editor.flush()
+        room = hub.room(ROOM)
+        assert room is not None
+        await eventually(
+            lambda: file_texts(room.doc) == {"a.txt": "hello new world"}, what="the hub has it"
+        )
         url = room_url(hub.url, ROOM, token(data_dir, ROOM, "ro", role="read"))
         for _ in range(2):  # join, then reconnect with everything already here
             async with connect(url) as ws:
