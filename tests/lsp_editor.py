@@ -216,11 +216,12 @@ class Editor:
             text_document=lsp.TextDocumentIdentifier(uri=self.uri(path)),
             position=self.position(path, offset),
         )
-        return asyncio.ensure_future(
-            self.client.protocol.send_request_async(
-                lsp.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
-            )
+        # Sent now, as an editor does: pytest-lsp's send_request_async is a coroutine, which
+        # would send it only once its task runs, after any change made in the meantime.
+        sent = self.client.protocol.send_request(
+            lsp.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id
         )
+        return asyncio.wrap_future(sent)
 
     async def inline(self, path: str, offset: int) -> str | None:
         """The inline completion at ``offset``, as an editor shows it (None: no suggestion)."""

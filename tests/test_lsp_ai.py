@@ -208,3 +208,24 @@ async def test_a_failing_backend_is_a_clear_error_and_editing_goes_on(
         )
         backend.handler = streaming("2")
         assert await ann.inline("m.py", 5) == "2"
+
+
+async def test_a_request_is_read_at_the_text_it_was_sent_for(
+    ai_hub: Hub, backend: FakeBackend, data_dir: Path, tmp_path: Path
+) -> None:
+    """A request's position is in the text as of the changes sent before it, not after: a
+    change sent right behind the request (typing goes on) must not move it. Here it would
+    put UTF-16 character 2, between two emoji, inside the first one."""
+    async with Editor(tmp_path, init_options=options(ai_hub, data_dir, "ann")) as ann:
+        await opened(ann, ai_hub, "app.py", "😀😀\n")
+        for _ in range(10):
+            asked = ann.ask_inline("app.py", 1)  # between the emoji
+            ann.type("app.py", 0, "a")  # in the same read as the request, on the server
+            assert await asked is not None  # answered at its own text: no "invalid position"
+            ann.replace("app.py", 0, 1, "")
+
+            def undone() -> bool:
+                room = ai_hub.room(ROOM)
+                return room is not None and file_texts(room.doc).get("app.py") == "😀😀\n"
+
+            await eventually(undone, what="the typed character removed again")

@@ -74,6 +74,11 @@ class _Reader:
         self._stream = stream
 
     async def readline(self) -> bytes:
+        # Let what the last message started run first. pygls starts an async handler as a
+        # task; a request's handler reads its position on the text as it is when it first
+        # runs. With more messages already buffered, the stream would hand over the changes
+        # sent right behind the request before it ran (a thread-read stdin yields here).
+        await asyncio.sleep(0)
         try:
             return await self._stream.readline()
         except ValueError:  # a header line past the stream's limit: not LSP
