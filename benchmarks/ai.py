@@ -59,7 +59,7 @@ import httpx
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from benchmarks import Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, ms, targets_lines, write_atomic
+from benchmarks.common import Check, ms, target_fields, targets_lines, write_results
 from benchmarks.fanout import background_busy_percent, process_cpu_seconds
 from benchmarks.keystroke import environment, running_hub, wait_for
 from huddle.collab import schema
@@ -1361,11 +1361,9 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
         "ttft": [asdict(r) for r in result.ttft],
         "cancel": asdict(result.cancel),
         "prefix_reuse": asdict(result.reuse),
-        "targets": [asdict(c) for c in checks],
-        "all_targets_met": bool(checks) and all(c.met for c in checks),
+        **target_fields(checks),
     }
-    write_atomic(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(settings.results_dir / f"{stem}.md", text)
+    write_results(settings.results_dir, stem, report, text)
     return text
 
 

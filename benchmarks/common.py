@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import platform
-from dataclasses import dataclass
+import subprocess
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from benchmarks import ROOT
 
 
 @dataclass(frozen=True)
@@ -42,3 +47,27 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def target_fields(checks: list[Check]) -> dict[str, Any]:
+    """A result file's ``targets`` and ``all_targets_met``."""
+    return {
+        "targets": [asdict(c) for c in checks],
+        "all_targets_met": bool(checks) and all(c.met for c in checks),
+    }
+
+
+def write_results(directory: Path, stem: str, report: dict[str, Any], text: str) -> None:
+    """``<stem>.json`` (the report) and ``<stem>.md`` (its summary) in ``directory``."""
+    write_atomic(directory / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(directory / f"{stem}.md", text)
+
+
+def command_output(*argv: str) -> str:
+    """A command's stdout (run in the repository), stripped; ``?`` where it cannot run or fails."""
+    try:
+        return subprocess.run(
+            argv, cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"

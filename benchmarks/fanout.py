@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, cpu_model, ms, targets_lines, write_atomic
+from benchmarks.common import (
+    Check,
+    command_output,
+    cpu_model,
+    ms,
+    target_fields,
+    targets_lines,
+    write_results,
+)
 
 HUDDLE = "huddle"
 NODE_SERVER = "y-websocket@1.5.4"
@@ -535,23 +543,15 @@ def _python_version(distribution: str) -> str:
 
 
 def environment() -> dict[str, Any]:
-    def output(*argv: str) -> str:
-        try:
-            return subprocess.run(
-                argv, cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return "?"
-
     clients = CLIENTS_DIR / "node_modules"
     hocuspocus = NODE_DIR / "node_modules" / "@hocuspocus"
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": output("git", "describe", "--always", "--dirty", "--abbrev=12"),
+        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
-        "node": output(node_binary(), "--version"),
+        "node": command_output(node_binary(), "--version"),
         "clients": {
             "yjs": _package_version(clients / "yjs"),
             "y-websocket": _package_version(clients / "y-websocket"),
@@ -825,11 +825,9 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
         "environment": env,
         "cases": [asdict(c) for c in cases],
         "memory_per_document": [asdict(m) for m in memory],
-        "targets": [asdict(c) for c in checks],
-        "all_targets_met": bool(checks) and all(c.met for c in checks),
+        **target_fields(checks),
     }
-    write_atomic(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(settings.results_dir / f"{stem}.md", text)
+    write_results(settings.results_dir, stem, report, text)
     return text
 
 

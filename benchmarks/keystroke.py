@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import pstats
 import signal
 import statistics
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -38,7 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, cpu_model, ms, targets_lines, write_atomic
+from benchmarks.common import (
+    Check,
+    command_output,
+    cpu_model,
+    ms,
+    target_fields,
+    targets_lines,
+    write_results,
+)
 from benchmarks.fanout import (
     background_busy_percent,
     free_port,
@@ -622,14 +628,6 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
 
 
 def environment() -> dict[str, Any]:
-    def output(*argv: str) -> str:
-        try:
-            return subprocess.run(
-                argv, cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return "?"
-
     def version(dist: str) -> str:
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as dist_version
@@ -641,7 +639,7 @@ def environment() -> dict[str, Any]:
 
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": output("git", "describe", "--always", "--dirty", "--abbrev=12"),
+        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
@@ -879,14 +877,12 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
         "environment": env,
         "cases": [asdict(c) for c in cases],
         "cpu_ratio_largest_over_smallest": ratios(cases),
-        "targets": [asdict(c) for c in checks],
-        "all_targets_met": bool(checks) and all(c.met for c in checks),
+        **target_fields(checks),
     }
     out_dir = settings.results_dir if profile_dir is None else profile_dir
     if profile_dir is not None:
         summarize_profiles(profile_dir)
-    write_atomic(out_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(out_dir / f"{stem}.md", text)
+    write_results(out_dir, stem, report, text)
     return text
 
 

@@ -13,27 +13,17 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import BENCHMARKS, ROOT, Settings
-from benchmarks.common import cpu_model, ms, write_atomic
+from benchmarks import BENCHMARKS, Settings
+from benchmarks.common import command_output, cpu_model, ms, write_atomic
 
 LATENCY_PLOT = "fanout-latency"
 THROUGHPUT_PLOT = "fanout-throughput"
 MEMORY_PLOT = "fanout-memory"
-
-
-def _output(*argv: str) -> str:
-    try:
-        return subprocess.run(
-            argv, cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 def _memory_gib() -> float | None:
@@ -54,8 +44,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": _memory_gib(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "node": _output(node, "--version") if node else None,
-        "commit": _output("git", "describe", "--always", "--dirty", "--abbrev=12"),
+        "node": command_output(node, "--version") if node else None,
+        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
     }
 
 

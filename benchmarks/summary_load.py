@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import statistics
 import tempfile
 import time
@@ -27,7 +26,13 @@ from typing import Any
 from pycrdt import Assoc, StickyIndex, Text
 
 from benchmarks import Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, cpu_model, ms, targets_lines, write_atomic
+from benchmarks.common import (
+    Check,
+    cpu_model,
+    ms,
+    targets_lines,
+    write_results,
+)
 from huddle.collab import schema
 from huddle.llm import LlmConfig
 from huddle.server.auth import Role, TokenSigner
@@ -209,8 +214,7 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
     lines += ["", *targets_lines(checks)]
     text = "\n".join(lines)
     stem = "summary_load-quick" if settings.quick else "summary_load"
-    write_atomic(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(settings.results_dir / f"{stem}.md", text)
+    write_results(settings.results_dir, stem, report, text)
     return text
 
 

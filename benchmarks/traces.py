@@ -38,7 +38,7 @@ from typing import Any
 from pycrdt import Doc, Subscription, Text, TextEvent, TransactionEvent
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, targets_lines, write_atomic
+from benchmarks.common import Check, target_fields, targets_lines, write_results
 from huddle.collab import schema
 from huddle.collab.positions import LineIndex
 
@@ -834,11 +834,9 @@ def run(settings: Settings, args: argparse.Namespace) -> str:
         "environment": env,
         "sequential": [asdict(s) for s in sequential],
         "concurrent": [asdict(c) for c in concurrent],
-        "targets": [asdict(c) for c in checks],
-        "all_targets_met": bool(checks) and all(c.met for c in checks),
+        **target_fields(checks),
     }
-    write_atomic(settings.results_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(settings.results_dir / f"{stem}.md", text)
+    write_results(settings.results_dir, stem, report, text)
     return text
 
 
