@@ -1,4 +1,4 @@
-"""``huddle serve | invite | rooms``: the only module that wires the subpackages together."""
+"""``huddle serve | invite | keys | rooms``: the only module that wires the subpackages together."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import re
 import signal
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from huddle.collab.schema import file_texts
 from huddle.config import HuddleConfig
 from huddle.server import logs
-from huddle.server.auth import Role, TokenSigner
+from huddle.server.auth import DELEGATE, KEY_FILE, Role, TokenSigner, name_problem, rotate_key
 from huddle.server.client import room_url
 from huddle.server.hub import ROOM_NAME, Hub
 from huddle.server.rpc import RpcError
@@ -30,14 +30,32 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 def parse_ttl(text: str) -> timedelta:
     match = _TTL.fullmatch(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"invalid ttl {text!r}: use e.g. 30m, 12h, 7d, 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        if not match or int(match.group(1)) == 0:
+            raise ValueError(text)
+        ttl = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        datetime.now(UTC) + ttl  # an expiry a token can hold (not past the year 9999)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"invalid ttl {text!r}: use e.g. 30m, 12h, 7d, 2w"
+        ) from None
+    return ttl
 
 
 def parse_room(text: str) -> str:
     if not ROOM_NAME.fullmatch(text) or ".." in text.split("/"):
         raise argparse.ArgumentTypeError(f"invalid room name {text!r}")
+    return text
+
+
+def parse_user(text: str) -> str:
+    """A name for ``huddle invite``: printable (it reaches logs and editors), and without the
+    separator the hub uses for invited guests (``ann/bob``), so an invite chain is never forged."""
+    problem = name_problem(text)
+    if problem is None and DELEGATE in text:
+        problem = f"a user name cannot contain {DELEGATE!r} (it separates minter and guest)"
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"invalid user name {text!r}: {problem}")
     return text
 
 
@@ -66,11 +84,20 @@ def _parser() -> argparse.ArgumentParser:
 
     invite = sub.add_parser("invite", help="print a token and join link for a room")
     invite.add_argument("room", type=parse_room)
-    invite.add_argument("--user", required=True)
+    invite.add_argument("--user", required=True, type=parse_user)
     invite.add_argument("--role", choices=[r.value for r in Role], default=Role.EDIT.value)
     invite.add_argument("--ttl", type=parse_ttl, default=parse_ttl("7d"))
     invite.add_argument("--url", help="the hub's public ws(s):// URL for the link")
     data_dir(invite)
+
+    keys = sub.add_parser("keys", help="manage the hub's signing key")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="replace the signing key: every token issued so far is refused, and a running hub "
+        "closes the connections that hold one",
+    )
+    data_dir(rotate)
 
     rooms = sub.add_parser("rooms", help="list stored rooms with file counts and sizes")
     data_dir(rooms)
@@ -151,6 +178,18 @@ def _invite(config: HuddleConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_keys(config: HuddleConfig) -> int:
+    data_dir = config.hub.data_dir
+    rotate_key(data_dir)
+    seconds = config.hub.key_check_seconds
+    print(f"new signing key written to {data_dir / KEY_FILE}")
+    print(
+        "every token issued before is revoked; a running hub on this data directory closes "
+        f"the connections holding one within {seconds:g}s. Issue new invites with `huddle invite`."
+    )
+    return 0
+
+
 def _rooms(config: HuddleConfig) -> int:
     db_path = config.hub.data_dir
     db = Database.in_dir(db_path)
@@ -201,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return _lsp(config)
     if args.command == "invite":
         return _invite(config, args)
+    if args.command == "keys":
+        return _rotate_keys(config)
     return _rooms(config)
 
 

@@ -207,7 +207,8 @@ async def test_editors_can_invite_and_readers_cannot(hub: Hub, data_dir: Path) -
         )
         assert invite["url"].startswith(f"{hub.url}/{ROOM}?token=")
         grant = hub.signer.verify(invite["token"], ROOM)
-        assert (grant.user, grant.role.value) == ("guest", "read")
+        # The guest's name is qualified by the minter's: the invite names who let them in.
+        assert (grant.user, grant.role.value, grant.invited_by) == ("ed/guest", "read", "ed")
         with pytest.raises(RpcError) as denied:
             await reader.request("invite", {"role": "edit"})
         assert denied.value.code == "forbidden"

@@ -13,7 +13,8 @@ import pytest
 from pycrdt import Doc, Text
 
 from huddle.collab.schema import files
-from huddle.server.auth import Role, TokenSigner
+from huddle.server.auth import KEY_FILE, Role, TokenSigner
+from huddle.server.errors import AuthError
 from huddle.server.store import Database, Pending
 
 
@@ -54,9 +55,15 @@ def test_invite_prints_a_working_token_and_join_link(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["invite", "r", "--user", "a", "--ttl", "5x"], "invalid ttl"),
+        (["invite", "r", "--user", "a", "--ttl", "999999999999w"], "invalid ttl"),
         (["invite", "r", "--user", "a", "--role", "admin"], "invalid choice"),
         (["invite", "../etc", "--user", "a"], "invalid room name"),
         (["invite", "r"], "--user"),
+        (["invite", "r", "--user", "ann\nINFO forged"], "invalid user name"),
+        (["invite", "r", "--user", "ann\u202e"], "invalid user name"),
+        (["invite", "r", "--user", "ann/bob"], "invalid user name"),
+        (["invite", "r", "--user", ""], "invalid user name"),
+        (["keys"], "rotate"),
         (["serve", "--port", "99999"], "port"),
         (["serve", "--tls-cert", "c.pem"], "tls_cert and tls_key must be given together"),
         (["serve", "--llm-url", "http://gpu:8000"], "--llm-url needs --llm-model"),
@@ -85,3 +92,18 @@ def test_rooms_lists_files_and_sizes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("team/one"))
     assert row.split()[1:3] == ["2", str(len("print('é')\n".encode()) + len("# hi\n"))]
+
+
+def test_keys_rotate_replaces_the_key_and_revokes_old_tokens(tmp_path: Path) -> None:
+    old = TokenSigner.for_data_dir(tmp_path)
+    before = old.issue("r", "ann", Role.EDIT, timedelta(hours=1))
+    result = huddle("keys", "rotate", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "revoked" in result.stdout
+    key = tmp_path / KEY_FILE
+    assert oct(key.stat().st_mode & 0o777) == oct(0o600)
+    assert [p.name for p in tmp_path.iterdir()] == [KEY_FILE]  # no temporary file left
+    new = TokenSigner.for_data_dir(tmp_path)
+    assert new.key_id != old.key_id
+    with pytest.raises(AuthError, match="signature is invalid"):
+        new.verify(before, "r")

@@ -9,6 +9,7 @@ from lsprotocol import types as lsp
 
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.ignore import ShareRules
+from huddle.lsp.session import solo_dir
 from huddle.lsp.settings import resolve
 from huddle.server.store import Database
 from tests.lsp_editor import Editor
@@ -83,7 +84,7 @@ async def test_solo_mode_runs_a_private_hub(tmp_path: Path) -> None:
         assert status["hub"].startswith("ws://127.0.0.1:")
 
         def stored() -> bool:
-            db_dir = data_home / "huddle" / "solo"
+            db_dir = solo_dir(data_home / "huddle" / "solo", root)
             if not (db_dir / "huddle.sqlite3").exists():
                 return False
             db = Database.in_dir(db_dir)

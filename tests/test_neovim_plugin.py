@@ -199,7 +199,7 @@ async def test_two_editors_in_one_room(
         print(f"nvim {version}: catch-up summary ({summary['info']['partials']} partials):\n{text}")
 
         # Amy follows bob to the file he opens (the room's copy wins over her disk's).
-        await amy.nvim.command("HuddleFollow bob")
+        await amy.nvim.command("HuddleFollow amy/bob")  # an invite's name names its minter
         util = "def util():\n    pass\n"
         bob.write("src/util.py", util)
         amy.write("src/util.py", "amy's old copy\n")

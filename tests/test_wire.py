@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -70,3 +72,90 @@ def test_awareness_round_trip_and_validation() -> None:
         wire.decode_awareness(a_list)
     with pytest.raises(wire.WireError, match="limit 2"):
         wire.decode_awareness(wire.write_varuint(3), max_entries=2)
+
+
+def _awareness(raw: bytes, client_id: int = 1) -> bytes:
+    return (
+        wire.write_varuint(1) + wire.write_varuint(client_id) + b"\x01" + wire.write_varbytes(raw)
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b'{"user":{"name":"x"},"v":NaN}', "NaN"),
+        (b'{"v":Infinity}', "Infinity"),
+        (b'{"v":[-Infinity]}', "-Infinity"),
+        (b'{"v":1e999}', "out of a double's range"),
+        (b'{"v":-1E400}', "out of a double's range"),
+        (b'{"s":"\\ud800"}', "lone surrogate"),
+        (b'{"s":"a\\udc00b"}', "lone surrogate"),
+        (b'{"\\udbff":1}', "lone surrogate"),  # a key is a string too
+        (b'{"s":"\\udc00\\ud800"}', "lone surrogate"),  # a pair the wrong way round
+        (b"[" * 33 + b"]" * 33, "nested 33 deep"),
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested 100000 deep"),
+        (b"[" * 1_000_000, "nested 1000000 deep"),  # not even JSON: refused before parsing
+    ],
+)
+def test_awareness_states_must_be_standard_json(raw: bytes, error: str) -> None:
+    """What JSON.parse (y-protocols) or a UTF-8 decoder would reject is a WireError, never
+    relayed, and deep nesting never reaches json.loads's recursion (RecursionError)."""
+    with pytest.raises(wire.WireError, match=error):
+        wire.decode_awareness(_awareness(raw), max_depth=32)
+
+
+def test_standard_json_states_pass_at_the_limits() -> None:
+    pair = wire.decode_awareness(_awareness(b'{"s":"\\ud83d\\ude00","n":1e308,"m":-0.0}'))
+    assert pair[0].state == {"s": "😀", "n": 1e308, "m": -0.0}
+    deep = b'{"a":' * 31 + b'"[[[{{{"' + b"}" * 31  # brackets inside a string do not count
+    (entry,) = wire.decode_awareness(_awareness(deep), max_depth=32)
+    assert wire.decode_awareness(wire.encode_awareness([entry]), max_depth=32) == [entry]
+    escaped = b'{"a":"\\"[[[[[[[[[[","b":"\\\\"}'  # an escaped quote does not end the string
+    assert wire.decode_awareness(_awareness(escaped), max_depth=1)[0].state == {
+        "a": '"[[[[[[[[[[',
+        "b": "\\",
+    }
+
+
+def test_json_depth_is_linear_on_unterminated_strings() -> None:
+    # A string pattern that could fail after its opening quote is retried at every later
+    # quote: 10**10 steps on this input. One pass reads it as one unterminated string.
+    assert wire.json_depth('"' + '\\"' * 100_000 + "[[") == 0
+    assert wire.json_depth('[["a\\\\"],"b"]') == 2
+
+
+def test_oversized_states_are_refused_before_parsing() -> None:
+    raw = b'{"pad":"' + b"x" * 2000 + b'"}'
+    with pytest.raises(wire.StateTooLarge, match="2010 bytes"):
+        wire.decode_awareness(_awareness(raw), max_state_bytes=2000)
+    assert wire.decode_awareness(_awareness(raw), max_state_bytes=2010)[0].state is not None
+
+
+@pytest.mark.parametrize("state", [{"v": float("nan")}, {"v": float("inf")}, {"s": "\ud800"}])
+def test_encode_never_writes_what_json_parse_or_utf8_rejects(state: dict[str, object]) -> None:
+    with pytest.raises(wire.WireError):
+        wire.encode_awareness([wire.AwarenessEntry(1, 1, state)])
+
+
+_TEXT = st.text(st.characters(categories=["Cs", "Ll", "Lo", "Nd", "Po", "So"]))  # Cs: surrogates
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _TEXT,  # NaN, inf, lone surrogates
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@given(
+    st.one_of(
+        st.builds(json.dumps, st.dictionaries(_TEXT, _JSON_VALUES), ensure_ascii=st.booleans()),
+        _TEXT,
+    )
+)
+def test_decode_awareness_never_raises_anything_else(raw: str) -> None:
+    """Whatever the state, a WireError or entries that encode back to standard JSON."""
+    payload = _awareness(raw.encode("utf-8", "surrogatepass"))
+    try:
+        entries = wire.decode_awareness(payload, max_depth=3)
+    except wire.WireError:
+        return
+    assert wire.decode_awareness(wire.encode_awareness(entries), max_depth=3) == entries

@@ -8,7 +8,8 @@ Frame layout (lib0 encoding): ``varuint message_type`` then a type-specific body
 
 - ``0 SYNC``: ``varuint sub_type`` (0 step 1, 1 step 2, 2 update) then ``varbytes payload``
 - ``1 AWARENESS``: ``varbytes`` awareness update
-  (``varuint count`` then per client ``varuint id, varuint clock, varstring json_state``)
+  (``varuint count`` then per client ``varuint id, varuint clock, varstring json_state``);
+  states are standard JSON only, as ``JSON.parse`` reads it (see ``decode_awareness``)
 - ``2 AUTH``: ``varuint 0`` (permission denied) then ``varstring reason`` (hub -> client only)
 - ``3 QUERY_AWARENESS``: no body
 - ``100 HUDDLE``: ``varbytes`` UTF-8 JSON: Huddle's own request/response channel between the hub
@@ -18,7 +19,10 @@ Frame layout (lib0 encoding): ``varuint message_type`` then a type-specific body
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -26,10 +30,18 @@ from typing import Any
 from huddle.collab.errors import CollabError
 
 MAX_VARUINT_BYTES = 8  # 56 bits: lib0 numbers are at most 53 bits.
+# The deepest awareness state decoded when the caller names no limit: the most a hub may be
+# configured with (``Limits.max_awareness_depth``), and far below where ``json.loads``, which
+# recurses once per level, meets Python's recursion limit (1000 frames, shared with the caller).
+MAX_JSON_DEPTH = 512
 
 
 class WireError(CollabError):
     """A frame that does not follow the y-websocket protocol."""
+
+
+class StateTooLarge(WireError):
+    """An awareness state longer than the caller's limit (refused before it is parsed)."""
 
 
 class MessageType(IntEnum):
@@ -211,8 +223,22 @@ def encode(message: Message) -> bytes:
     raise TypeError(f"not a wire message: {message!r}")
 
 
-def decode_awareness(payload: bytes, *, max_entries: int = 1024) -> list[AwarenessEntry]:
-    """Decode an awareness update; each state must be a JSON object or ``null``."""
+def decode_awareness(
+    payload: bytes,
+    *,
+    max_entries: int = 1024,
+    max_depth: int = MAX_JSON_DEPTH,
+    max_state_bytes: int | None = None,
+) -> list[AwarenessEntry]:
+    """Decode an awareness update; each state must be a JSON object or ``null``, in standard
+    JSON only: what y-protocols' ``JSON.parse`` reads and a strict UTF-8 decoder accepts.
+
+    Refused (``WireError``): ``NaN``, ``Infinity`` and numbers that overflow to them (Python's
+    ``json`` reads and writes those, ``JSON.parse`` throws on them and kills every Yjs client
+    it is relayed to); strings holding a lone surrogate (``"\\ud800"``: cannot be written back
+    as UTF-8); nesting deeper than ``max_depth``, counted without recursion before ``json.loads``
+    recurses; and (``StateTooLarge``) a state longer than ``max_state_bytes``, before parsing.
+    """
     reader = _Reader(payload)
     count = reader.varuint()
     if count > max_entries:
@@ -221,28 +247,92 @@ def decode_awareness(payload: bytes, *, max_entries: int = 1024) -> list[Awarene
     for _ in range(count):
         client_id = reader.varuint()
         clock = reader.varuint()
-        raw = reader.varstring()
+        raw = reader.varbytes()
+        if max_state_bytes is not None and len(raw) > max_state_bytes:
+            raise StateTooLarge(f"awareness state of {len(raw)} bytes (limit {max_state_bytes})")
         try:
-            state = json.loads(raw)
-        except ValueError as exc:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError("string is not valid UTF-8") from exc
+        depth = json_depth(text)
+        if depth > max_depth:
+            raise WireError(f"awareness state nested {depth} deep (limit {max_depth})")
+        try:
+            state = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        except WireError:
+            raise
+        except ValueError as exc:  # JSONDecodeError, and ints past Python's digit limit
             raise WireError("awareness state is not JSON") from exc
         if state is not None and not isinstance(state, dict):
             raise WireError("awareness state must be a JSON object or null")
+        try:
+            encode_state(state)  # finds lone surrogates, which json.loads lets through
+        except WireError as exc:
+            raise WireError(f"awareness state is not standard JSON: {exc}") from None
         entries.append(AwarenessEntry(client_id, clock, state))
     reader.end()
     return entries
 
 
+def encode_state(state: dict[str, Any] | None) -> bytes:
+    """One awareness state as the UTF-8 JSON that goes on the wire (what JSON.stringify writes:
+    no spaces, no escapes beyond JSON's own). ``WireError`` for anything ``JSON.parse`` or a
+    strict UTF-8 decoder would reject: a NaN or infinite number, a lone surrogate."""
+    try:
+        text = json.dumps(state, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WireError("a string holds a lone surrogate") from None
+    except ValueError as exc:  # allow_nan=False: NaN, Infinity
+        raise WireError(str(exc)) from None
+
+
+def encode_awareness_entry(entry: AwarenessEntry) -> bytes:
+    """One entry of an awareness update (``varuint id, varuint clock, varstring state``)."""
+    return (
+        write_varuint(entry.client_id)
+        + write_varuint(entry.clock)
+        + write_varbytes(encode_state(entry.state))
+    )
+
+
+def join_awareness(encoded: list[bytes]) -> bytes:
+    """An awareness update from entries already encoded by ``encode_awareness_entry``."""
+    return write_varuint(len(encoded)) + b"".join(encoded)
+
+
 def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
-    parts = [write_varuint(len(entries))]
-    for entry in entries:
-        state = json.dumps(entry.state, separators=(",", ":"), ensure_ascii=False)
-        parts += [
-            write_varuint(entry.client_id),
-            write_varuint(entry.clock),
-            write_varbytes(state.encode("utf-8")),
-        ]
-    return b"".join(parts)
+    """``WireError`` if a state is not standard JSON (see ``encode_state``)."""
+    return join_awareness([encode_awareness_entry(entry) for entry in entries])
+
+
+# A JSON string, or an unterminated one running to the end of the text: matched in one
+# left-to-right pass whatever the input (a pattern that could fail after an opening quote would
+# be retried at every later quote: quadratic on ``"\"\"\"...``).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+# Brackets to +1 / -1 (as signed bytes), everything else deleted.
+_DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text``, in linear time and without
+    recursion. For text that is not JSON it bounds the depth ``json.loads`` reaches before it
+    fails: both read the same strings and brackets up to the first error."""
+    skeleton = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    steps = skeleton.translate(_DEPTH_STEPS, _NOT_BRACKETS)
+    return max(itertools.accumulate(memoryview(steps).cast("b")), default=0)
+
+
+def _reject_constant(name: str) -> Any:
+    raise WireError(f"awareness state holds {name}, which is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999: json.loads makes it inf, json.dumps Infinity
+        raise WireError(f"awareness state holds {literal[:40]}, out of a double's range")
+    return value
 
 
 def decode_state_vector(state: bytes) -> dict[int, int]:

@@ -141,7 +141,48 @@ class LlmConfig(_Strict):
         1.0, ge=0, description="how long the hub waits for the asker's last keystrokes"
     )
     max_summaries_per_room: int = Field(
-        1, ge=1, description="summaries of one room generated at once (apart from completions)"
+        1,
+        ge=1,
+        description="summaries of one room running at once, reading history or asking the "
+        "model (apart from completions); others wait their turn",
+    )
+    max_summaries_per_user: int = Field(
+        1,
+        ge=1,
+        description="summaries one member may have running or waiting in a room; another one "
+        "is refused as busy",
+    )
+    max_summary_rebuilds: int = Field(
+        2,
+        ge=1,
+        description="summaries rebuilding history (CPU-heavy, in worker threads) at once in the "
+        "whole hub; others wait",
+    )
+    summary_max_calls: int = Field(
+        16,
+        ge=1,
+        description="model calls one summary may make, parts and combining them together; "
+        "input beyond that is left out, the oldest changes first, and the result says so",
+    )
+    summary_max_history_updates: int = Field(
+        200_000,
+        ge=1,
+        description="stored updates one summary may replay to rebuild history; over it the "
+        "period is cut to its most recent part (from a later history point) and the result "
+        "says so, or refused as too_large when no history point is late enough",
+    )
+    summary_max_history_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="bytes of those stored updates, likewise"
+    )
+    summary_max_text_chars: int = Field(
+        8_000_000,
+        ge=1024,
+        description="text of changed files one summary compares line by line (before and "
+        "after together), the most recently changed first; files beyond it are left out and "
+        "the result says so",
+    )
+    summary_max_files: int = Field(
+        2000, ge=1, description="changed files one summary lists and compares, likewise"
     )
     audit_content: bool = Field(
         False, description="also write prompts and answers to the audit log (audit.jsonl)"

@@ -35,6 +35,7 @@ from huddle.lsp.completion import CompletionFailed, Completions
 from huddle.lsp.documents import Buffer, from_range, to_changes
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.ignore import ShareRules
+from huddle.lsp.room_paths import room_path
 from huddle.lsp.session import Session
 from huddle.lsp.settings import LspSettings, resolve
 from huddle.server.client import Status
@@ -140,6 +141,7 @@ class HuddleServer(LanguageServer):
             Session(
                 self.settings,
                 solo_data_dir=self.solo_data_dir,
+                workspace=self.root,
                 on_status=lambda status, reason: self._on_status(status),
                 on_peers=lambda peers: self.schedule_presence(),
             )
@@ -423,9 +425,9 @@ class HuddleServer(LanguageServer):
         resolver = _CursorResolver(session.doc, self.encoding)
         peers = []
         for client_id, state in sorted(session.client.peers.items()):
-            raw_user, raw_path = state.get("user"), state.get("file")
+            raw_user = state.get("user")
             user: dict[str, Any] = raw_user if isinstance(raw_user, dict) else {}
-            path = raw_path if isinstance(raw_path, str) else None
+            path = room_path(state.get("file"))  # a teammate's claim: shown only if well-formed
             peer: dict[str, Any] = {
                 "clientId": client_id,
                 "name": str(user.get("name", "")),
@@ -463,22 +465,32 @@ class HuddleServer(LanguageServer):
         self._peer_cursors[client_id] = (key, found)
         return found
 
-    def _uri_of(self, path: str | None) -> str | None:
-        if path is None or self.root is None:
+    def _uri_of(self, path: object) -> str | None:
+        """The local URI of ``path`` from a teammate's presence, or None unless it names a file
+        of the room (a ``Text`` in ``files``) that this workspace shares: a room path in its
+        plain form, inside the workspace root with symlinks resolved, not ignored. Everything
+        an editor opens on a teammate's word (follow, the peers' ``uri``) comes from here."""
+        path = room_path(path)
+        if path is None or self.root is None or self.rules is None or self.session is None:
             return None
+        if not isinstance(schema.files(self.session.doc).get(path), Text):
+            return None  # not (yet) in the room: asked again when the document changes
         key = (self.root, path)
         if key not in self._uris:  # asked for every teammate at every presence tick
-            self._uris[key] = from_fs_path(str(self.root / path))
+            shared = self.rules.relative(self.root / path) == path
+            self._uris[key] = from_fs_path(str(self.root / path)) if shared else None
         return self._uris[key]
 
     def _follow(self) -> None:
+        """Show the editor the file the followed teammate is in, found by name: the hub
+        publishes each state under its token's user, so the name cannot be borrowed."""
         if self.following is None or self.session is None or self.session.client is None:
             return
         for state in self.session.client.peers.values():
             user = state.get("user")
             if isinstance(user, dict) and user.get("name") == self.following:
                 path = state.get("file")
-                uri = self._uri_of(path if isinstance(path, str) else None)
+                uri = self._uri_of(path)
                 if uri is not None and path != self._followed_file:
                     self._followed_file = path
                     self.spawn(

@@ -6,21 +6,26 @@ hub code as ``huddle serve``, its store in the user's data directory.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
+import os
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import jwt
 from pycrdt import Doc
 
 from huddle.lsp.settings import LspSettings
-from huddle.server.auth import Role
-from huddle.server.client import HubClient, Status
+from huddle.server.auth import Role, TokenSigner
+from huddle.server.client import HubClient, Status, room_url
 from huddle.server.config import HubConfig, default_data_dir
+from huddle.server.datadir import DataDirBusy
 from huddle.server.hub import Hub
 
 log = logging.getLogger("huddle.lsp.session")
@@ -38,17 +43,22 @@ class Session:
         settings: LspSettings,
         *,
         solo_data_dir: Path | None = None,
+        workspace: Path | None = None,
         on_status: Callable[[Status, str], None] | None = None,
         on_peers: Callable[[dict[int, dict[str, Any]]], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.user = settings.user or "me"
+        # The hub publishes presence under the token's user, whatever name a client claims:
+        # show the user the name teammates see (and follow) them by.
+        self.user = _token_user(settings.token) or settings.user or "me"
         self.color = settings.color or color_for(self.user)
         self.room = settings.room or "workspace"
         self.doc: Doc[Any] = Doc()
         self.hub: Hub | None = None
         self.client: HubClient | None = None
-        self._solo_data_dir = solo_data_dir or default_data_dir() / "solo"
+        self._solo_data_dir = solo_dir(solo_data_dir or default_data_dir() / "solo", workspace)
+        self.hub_url: str | None = None
+        self._solo_token: str | None = None
         self._on_status = on_status
         self._on_peers = on_peers
         self._stack = contextlib.AsyncExitStack()
@@ -56,18 +66,18 @@ class Session:
     async def __aenter__(self) -> Session:
         await self._stack.__aenter__()
         try:
+            token: str | None
             if self.settings.solo:
-                self.hub = await self._stack.enter_async_context(
-                    Hub(HubConfig(port=0, data_dir=self._solo_data_dir))
-                )
-                url = self.hub.url
-                token: str | None = self.hub.signer.issue(
+                # Hubs started here (now or on taking over) close after the client.
+                hubs = await self._stack.enter_async_context(contextlib.AsyncExitStack())
+                url = await self._solo_hub(hubs)
+                token = self._solo_token = TokenSigner.for_data_dir(self._solo_data_dir).issue(
                     self.room, self.user, Role.EDIT, timedelta(days=30)
                 )
-                log.info("solo mode: in-process hub at %s", url)
             else:
                 assert self.settings.hub is not None
                 url, token = self.settings.hub, self.settings.token
+            self.hub_url = url
             self.client = await self._stack.enter_async_context(
                 HubClient(
                     url,
@@ -78,6 +88,9 @@ class Session:
                     on_awareness=self._on_peers,
                 )
             )
+            if self.settings.solo:
+                stand_in = asyncio.create_task(self._stand_in(hubs), name="solo stand-in")
+                self._stack.push_async_callback(_cancelled, stand_in)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -90,6 +103,48 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _solo_hub(self, hubs: contextlib.AsyncExitStack, lost: str | None = None) -> str:
+        """Start the workspace's solo hub, or find the one another editor of this workspace
+        runs (one store, one writer); its address either way. ``lost``: the address that just
+        went away, whose holder is still closing (it keeps the lock until its store is shut)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SOLO_OWNER_WAIT_S
+        while True:
+            try:
+                self.hub = await hubs.enter_async_context(
+                    Hub(HubConfig(port=0, data_dir=self._solo_data_dir))
+                )
+            except DataDirBusy as busy:
+                owner = busy.owner
+                if owner is not None and _alive(owner.pid) and owner.url != lost:
+                    log.info("solo mode: joining this workspace's hub at %s", owner.url)
+                    return owner.url
+                if loop.time() > deadline:
+                    if owner is not None:  # still there: a blip, not a departure
+                        return owner.url
+                    raise
+                # The holder has the lock but has not published its address yet (or just died
+                # and the kernel is releasing the lock): a bounded poll of a file, no event.
+                await asyncio.sleep(0.05)
+                continue
+            log.info("solo mode: in-process hub at %s", self.hub.url)
+            return self.hub.url
+
+    async def _stand_in(self, hubs: contextlib.AsyncExitStack) -> None:
+        """When the editor whose ``huddle lsp`` runs the workspace's solo hub closes, another
+        takes over: it starts the hub on the same store (or finds who did) and reconnects."""
+        client = self.client
+        assert client is not None
+        while True:
+            await client.wait_status(Status.RECONNECTING)
+            if self.hub is not None:  # our own hub cannot go away under us
+                await client.wait_status(Status.CONNECTED, Status.CLOSED, Status.REJECTED)
+                continue
+            url = await self._solo_hub(hubs, lost=self.hub_url)
+            self.hub_url = url
+            client.url = room_url(url, self.room, self._solo_token)
+            await client.wait_status(Status.CONNECTED, Status.CLOSED, Status.REJECTED)
 
     def describe(self) -> dict[str, Any]:
         """The payload of ``huddle/status`` and of the ``huddle.status`` command."""
@@ -112,10 +167,50 @@ class Session:
             "room": self.room,
             "user": self.user,
             "color": self.color,
-            "hub": self.hub.url if self.hub else self.settings.hub,
+            "hub": self.hub_url,
             "solo": self.settings.solo,
             "peers": sorted(p for p in peers if p),
         }
+
+
+SOLO_OWNER_WAIT_S = 10.0
+
+
+def solo_dir(base: Path, workspace: Path | None) -> Path:
+    """One solo store per workspace folder: two projects both called ``app`` never share a
+    room, and editors of one folder share one hub."""
+    if workspace is None:
+        return base
+    path = str(workspace.resolve())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", workspace.name)[:40] or "workspace"
+    return base / f"{slug}-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _token_user(token: str | None) -> str | None:
+    """The user a token names, read without verifying it (only the hub can verify)."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    user = claims.get("sub")
+    return user if isinstance(user, str) and user else None
 
 
 def _name(state: dict[str, Any]) -> str:

@@ -450,9 +450,15 @@ class AiService:
             raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
 
         def recent() -> list[tuple[str, str]]:
-            paths = [p for p in room.edited if p in files and not rules.private(p)]
-            paths.sort(key=lambda p: room.edited[p], reverse=True)
-            return [(p, str(files[p])) for p in paths]
+            # Text values only: a stock Yjs client can put anything under `files`, and str()
+            # of a deeply nested Y.Map overflows the native stack (a segfault).
+            texts = [
+                (p, value)
+                for p in room.edited
+                if isinstance(value := files.get(p), Text) and not rules.private(p)
+            ]
+            texts.sort(key=lambda item: room.edited[item[0]], reverse=True)
+            return [(p, str(text)) for p, text in texts]
 
         shared = self._shared.get(room)
         if shared is None:

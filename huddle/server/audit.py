@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -53,8 +54,10 @@ class AuditLog:
         entry = AuditRecord(time=time.time(), **fields)
         line = entry.model_dump_json(exclude_none=True) + "\n"
         try:
-            with self._lock, self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+            with self._lock:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as handle:
+                    handle.write(line)
         except OSError as exc:  # the request was served; losing its audit line is logged
             log.error("cannot write the audit log %s: %s", self.path, exc)
         return entry

@@ -29,7 +29,55 @@ class Limits(_Strict):
     max_send_buffer_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_pending_updates: int = Field(10_000, ge=1)
     max_awareness_clients: int = Field(64, ge=1)
+    # huddle lsp's own state is about 300 bytes (a name, a color, a path, two cursors): the
+    # byte limits leave room for long paths and names and for other Yjs clients' fields.
+    max_awareness_state_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="longest awareness state (its JSON, plus about 20 bytes of ids); "
+        "a longer one closes the connection (4413)",
+    )
+    max_awareness_connection_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="awareness bytes one connection may hold, all its clients together; "
+        "more closes the connection (4413)",
+    )
+    max_awareness_room_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="awareness bytes a room holds (the size of a joiner's awareness frame); "
+        "a state that would pass it is dropped",
+    )
+    max_awareness_depth: int = Field(
+        32,
+        ge=1,
+        le=512,  # wire.MAX_JSON_DEPTH: what huddle lsp accepts, below Python's recursion limit
+        description="deepest nesting of arrays and objects in an awareness state; "
+        "deeper closes the connection (4400)",
+    )
     max_requests_per_connection: int = Field(8, ge=1)
+    # Yrs decodes values recursively (a 40,000-deep array crashed the hub) and str() of a
+    # 20,000-deep chain of Y.Map overflows the stack: the room's files nest 1 deep.
+    max_nesting_depth: int = Field(
+        32,
+        ge=2,
+        le=1024,
+        description="deepest nesting of shared types (counted across updates) and of values "
+        "(arrays, objects) in the document; an update that goes deeper closes the "
+        "connection (4400) and is not stored",
+    )
+    # A reader has one update to send per connection (its sync reply) and every one is
+    # dropped; each costs a merge with the doc's delete set.
+    reader_updates_per_second: float = Field(
+        1.0, gt=0, description="updates a read-only connection may send, on average"
+    )
+    reader_update_burst: int = Field(
+        16,
+        ge=1,
+        description="updates a read-only connection may send at once; past the "
+        "rate they are dropped unread (nothing is stored from a reader anyway)",
+    )
 
 
 class StoreConfig(_Strict):
@@ -56,6 +104,12 @@ class HubConfig(_Strict):
     tls_key: Path | None = None
     room_idle_seconds: float = Field(30.0, ge=0)
     ping_interval: float | None = Field(20.0, gt=0)
+    key_check_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="how often a running hub looks for a rotated or deleted hub.key; then it "
+        "closes (4401) the connections it admitted with the old key",
+    )
     limits: Limits = Limits()
     store: StoreConfig = StoreConfig()
     llm: LlmConfig = Field(

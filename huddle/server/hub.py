@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 import re
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from huddle.collab import wire
-from huddle.server import rpc
+from huddle.server import datadir, rpc
 from huddle.server.ai import AiService
 from huddle.server.audit import AuditLog
-from huddle.server.auth import Grant, Role, TokenSigner
+from huddle.server.auth import DELEGATE, MAX_USER_NAME, Grant, Role, TokenSigner, name_problem
 from huddle.server.client import room_url
 from huddle.server.config import HubConfig
 from huddle.server.errors import CloseCode, ConnectionRejected
@@ -39,12 +42,16 @@ MAX_ROOM_NAME = 200
 
 
 def parse_room(path: str) -> tuple[str, dict[str, list[str]]]:
-    """Room name from the URL path (the query string never changes the room) and the query."""
-    parts = urlsplit(path)
-    name = unquote(parts.path).strip("/")
+    """Room name from the raw request target (the query string never changes the room) and the
+    query. The target is split by hand: ``urlsplit`` reads ``//evil.example/webapp`` as a host
+    and the room ``webapp``, so a path must start with exactly one slash."""
+    raw, _, query = path.partition("?")
+    if not raw.startswith("/") or raw.startswith("//"):
+        raise ConnectionRejected(CloseCode.BAD_MESSAGE, "invalid room path")
+    name = unquote(raw[1:]).removesuffix("/")
     if len(name) > MAX_ROOM_NAME or not ROOM_NAME.fullmatch(name) or ".." in name.split("/"):
         raise ConnectionRejected(CloseCode.BAD_MESSAGE, "invalid room name")
-    return name, parse_qs(parts.query)
+    return name, parse_qs(query)
 
 
 def bearer_token(query: dict[str, list[str]], headers: Headers) -> str | None:
@@ -65,26 +72,64 @@ class RpcContext:
     peer: Peer
 
 
+class InviteParams(BaseModel):
+    """What an ``invite`` request may ask for (``huddle.invite`` in the editors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Role = Role.EDIT
+    user: str = Field("guest", min_length=1, max_length=64)
+    ttl_seconds: float = Field(
+        7 * 86400, gt=0, le=MAX_INVITE_TTL.total_seconds(), allow_inf_nan=False
+    )
+
+
 async def _invite(ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
-    """A join link for this room; editors may invite editors or readers, readers nobody."""
-    if not ctx.peer.grant.can_edit:
+    """A join link for this room. An invite never outranks its minter (editors may invite
+    editors or readers, readers nobody), never outlives the minter's token, and names the
+    minter: the invited name is qualified by the minter's, ``ann/bob`` (bob, invited by ann),
+    so an editor cannot mint a token for another member's name, and the journal, history and
+    presence show who let the guest in."""
+    minter = ctx.peer.grant
+    if not minter.can_edit:
         raise rpc.RpcError("forbidden", "read-only members cannot invite")
     try:
-        role = Role(call.params.get("role", Role.EDIT.value))
-        ttl = timedelta(seconds=float(call.params.get("ttl_seconds", 7 * 86400)))
-        user = str(call.params.get("user", "guest"))[:64] or "guest"
-    except (ValueError, TypeError) as exc:
-        raise rpc.RpcError("invalid_params", str(exc)) from None
-    if not timedelta(0) < ttl <= MAX_INVITE_TTL:
-        raise rpc.RpcError("invalid_params", "ttl_seconds must be within 30 days")
-    token = ctx.hub.signer.issue(ctx.room.name, user, role, ttl)
+        params = InviteParams.model_validate(call.params)
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"]) or "params"
+        raise rpc.RpcError("invalid_params", f"invalid {fields}") from None
+    problem = name_problem(params.user)
+    if problem is None and DELEGATE in params.user:
+        problem = f"a user name cannot contain {DELEGATE!r} (it separates minter and guest)"
+    if problem is not None:
+        raise rpc.RpcError("invalid_params", problem)
+    user = f"{minter.user}{DELEGATE}{params.user}"
+    if len(user) > MAX_USER_NAME:
+        raise rpc.RpcError("invalid_params", "this chain of invites is too long")
+    if (lapsed := ctx.hub.lapsed(minter)) is not None:  # its connection is being closed
+        raise rpc.RpcError("forbidden", lapsed.reason)
+    ttl = timedelta(seconds=params.ttl_seconds)
+    token = ctx.hub.signer.issue(
+        ctx.room.name, user, params.role, ttl, not_after=minter.expires_at, by=minter.user
+    )
+    grant = ctx.hub.signer.verify(token, ctx.room.name)
+    log.info(
+        "room %s: %r invited %r as %s until %s",
+        ctx.room.name,
+        minter.user,
+        user,
+        params.role.value,
+        grant.expires_at.isoformat(timespec="seconds"),
+    )
     return {
         "url": room_url(ctx.hub.url, ctx.room.name, token),
         "hub": ctx.hub.url,
         "room": ctx.room.name,
         "token": token,
-        "role": role.value,
-        "expires_at": (datetime.now(UTC) + ttl).isoformat(timespec="seconds"),
+        "role": params.role.value,
+        "user": user,
+        "invited_by": minter.user,
+        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
     }
 
 
@@ -110,6 +155,8 @@ class Hub:
     def __init__(self, config: HubConfig) -> None:
         self.config = config
         self.metrics = HubMetrics()
+        datadir.private_dir(config.data_dir)
+        self._lock = datadir.HubLock(config.data_dir)
         self.signer = TokenSigner.for_data_dir(config.data_dir)
         self.store = Store(
             config.data_dir,
@@ -122,6 +169,11 @@ class Hub:
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
         self._stopped = asyncio.Event()
+        # Revocation by key: set (and replaced) when hub.key changes on disk; every connection
+        # admitted with the old key waits on the event of its key.
+        self._key_id = self.signer.key_id
+        self._key_revoked = asyncio.Event()
+        self._key_watch: asyncio.Task[None] | None = None
         self.audit = AuditLog(config.data_dir, include_content=config.llm.audit_content)
         self.ai = AiService(
             config.llm, self.signer.derive("llm-cache-salt"), self.metrics, self.audit
@@ -137,7 +189,13 @@ class Hub:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Hub:
-        await self.store.__aenter__()
+        self._lock.__enter__()  # DataDirBusy: another hub writes this store
+        datadir.check(self.config.data_dir)
+        try:
+            await self.store.__aenter__()
+        except BaseException:
+            self._lock.__exit__()
+            raise
         try:
             self._server = await serve(
                 self._serve,
@@ -154,7 +212,10 @@ class Hub:
             )
         except BaseException:
             await self.store.__aexit__(None, None, None)
+            self._lock.__exit__()
             raise
+        self._lock.publish(self.url)
+        self._key_watch = asyncio.create_task(self._watch_key(), name="hub.key watch")
         log.info("hub listening on %s (data in %s)", self.url, self.config.data_dir)
         return self
 
@@ -164,6 +225,9 @@ class Hub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._key_watch is not None:
+            self._key_watch.cancel()
+            await asyncio.wait([self._key_watch])
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -175,7 +239,10 @@ class Hub:
                 await room.__aexit__(None, None, None)
             self._rooms.clear()
             self.metrics.rooms.set(0)
-        await self.store.__aexit__(exc_type, exc, tb)
+        try:
+            await self.store.__aexit__(exc_type, exc, tb)
+        finally:
+            self._lock.__exit__()
 
     async def serve_forever(self) -> None:
         await self._stopped.wait()
@@ -261,11 +328,61 @@ class Hub:
         """The loaded room called ``name``, if any (for tests and the AI gateway)."""
         return self._rooms.get(name)
 
+    # -- revocation ----------------------------------------------------------------------
+
+    def _check_key(self) -> None:
+        """Pick up a rotated (or deleted) hub.key: tokens of the old key are refused from now
+        on, and the connections admitted with it are told to close."""
+        self.signer.refresh()
+        if self.signer.key_id == self._key_id:
+            return
+        log.warning("the signing key changed: tokens signed with the old key are revoked")
+        self._key_id = self.signer.key_id
+        self._key_revoked.set()
+        self._key_revoked = asyncio.Event()
+
+    async def _watch_key(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.key_check_seconds)  # a polling period, not a guess
+            self._check_key()
+
+    def lapsed(self, grant: Grant) -> ConnectionRejected | None:
+        """Why a grant admitted earlier no longer holds (expired, or its key revoked); None
+        while it does."""
+        if grant.key_id != self._key_id:
+            return ConnectionRejected(CloseCode.UNAUTHORIZED, "token revoked")
+        if grant.expires_at.timestamp() <= time.time():
+            return ConnectionRejected(CloseCode.UNAUTHORIZED, "token expired")
+        return None
+
+    async def _guard(self, peer: Peer, room: Room) -> None:
+        """Close the connection (4401) when its token expires or its key is revoked. Owned by
+        the connection's ``_serve``, which cancels it when the connection ends."""
+        if peer.grant.key_id == self._key_id:
+            revoked = self._key_revoked
+            remaining = peer.grant.expires_at.timestamp() - time.time()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    await revoked.wait()
+        rejection = self.lapsed(peer.grant) or ConnectionRejected(
+            CloseCode.UNAUTHORIZED, "token expired"
+        )
+        await self._close(peer, room, rejection)
+
+    async def _close(self, peer: Peer, room: Room, rejection: ConnectionRejected) -> None:
+        if peer.ws.state is not State.OPEN:  # already closing (the guard and a read raced):
+            await peer.ws.wait_closed()  # let that close finish (it has its own timeout)
+            return
+        log.warning("closing %s in %s: %s", peer.label, room.name, rejection.reason)
+        self.metrics.rejected.labels(rejection.code.name.lower()).inc()
+        await peer.ws.close(rejection.code, rejection.reason[:120])
+
     # -- connections ---------------------------------------------------------------------
 
     async def _admit(self, ws: ServerConnection) -> tuple[Grant, Room]:
         name, query = parse_room(ws.request.path if ws.request else "/")
         headers = ws.request.headers if ws.request else Headers()
+        self._check_key()
         grant = self.signer.verify(bearer_token(query, headers), name)
         return grant, await self._acquire(name)
 
@@ -286,16 +403,18 @@ class Hub:
         )
         self.metrics.connections.inc()
         room.join(peer)
-        log.info("%s joined %s as %s", peer.label, room.name, grant.role.value)
+        invited = "" if grant.invited_by is None else f" (invited by {grant.invited_by!r})"
+        log.info("%s joined %s as %s%s", peer.label, room.name, grant.role.value, invited)
+        guard = asyncio.create_task(self._guard(peer, room), name=f"token guard {peer.label}")
         try:
             await self._read(peer, room, endpoint)
         except ConnectionRejected as rejection:
-            log.warning("closing %s in %s: %s", peer.label, room.name, rejection.reason)
-            self.metrics.rejected.labels(rejection.code.name.lower()).inc()
-            await ws.close(rejection.code, rejection.reason[:120])
+            await self._close(peer, room, rejection)
         except ConnectionClosed:
             pass
         finally:
+            guard.cancel()
+            await asyncio.wait([guard])
             await endpoint.aclose()
             room.leave(peer)
             self.metrics.connections.dec()
@@ -308,7 +427,7 @@ class Hub:
         try:
             await self.store.set_last_seen(room, user, time.time())
         except Exception as exc:  # the hub is closing, or the disk failed: not worth a crash
-            log.warning("could not record when %s left %s: %s", user, room, exc)
+            log.warning("could not record when %r left %s: %s", user, room, exc)
 
     async def _read(self, peer: Peer, room: Room, endpoint: rpc.RpcEndpoint) -> None:
         counters = self.metrics
@@ -316,6 +435,8 @@ class Hub:
             if isinstance(frame, str):
                 raise ConnectionRejected(CloseCode.BAD_MESSAGE, "text frames are not y-websocket")
             counters.bytes_in.inc(len(frame))
+            if (expired := self.lapsed(peer.grant)) is not None:
+                raise expired  # whatever arrives after expiry or revocation is refused
             if not peer.bucket.take():
                 raise ConnectionRejected(CloseCode.RATE_LIMITED, "message rate limit exceeded")
             try:

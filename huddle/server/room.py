@@ -17,7 +17,7 @@ import pycrdt
 from pycrdt import Doc, Text
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from huddle.collab import schema, wire
+from huddle.collab import schema, updates, wire
 from huddle.server.auth import Grant
 from huddle.server.config import Limits
 from huddle.server.errors import CloseCode, ConnectionRejected
@@ -52,14 +52,18 @@ class TokenBucket:
 class Peer:
     """One authenticated connection in a room."""
 
-    __slots__ = ("bucket", "grant", "label", "ro_noticed", "ws")
+    __slots__ = ("bucket", "grant", "label", "reader_updates", "ro_noticed", "ws")
 
     def __init__(self, ws: ServerConnection, grant: Grant, limits: Limits) -> None:
         self.ws = ws
         self.grant = grant
         self.bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+        self.reader_updates = TokenBucket(
+            limits.reader_updates_per_second, limits.reader_update_burst
+        )
         self.ro_noticed = False
-        self.label = f"{grant.user}@{ws.remote_address[0] if ws.remote_address else '?'}"
+        # Quoted: a name must never forge a log line (legacy tokens may hold any name).
+        self.label = f"{grant.user!r}@{ws.remote_address[0] if ws.remote_address else '?'}"
 
 
 class Room:
@@ -75,7 +79,7 @@ class Room:
         self.room_id = record.room_id
         self.doc: Doc[Any] = Doc()
         self.peers: set[Peer] = set()
-        self.presence = Presence()
+        self.presence = Presence(limits)
         self._store = store
         self._limits = limits
         self._compact_every = compact_every
@@ -94,6 +98,21 @@ class Room:
         # path -> monotonic time of its last committed change: the AI gateway's context files
         self.edited: dict[str, float] = {}
         self._applied = asyncio.Event()
+        # Nesting levels of the doc's items, for the depth limit across updates: read from
+        # the doc the first time an update's shared type hangs off an item outside it, then
+        # kept up to date at the door (see _check_nesting). Most rooms never need it.
+        self._nesting: updates.Nesting | None = None
+        self._nesting_read: asyncio.Future[updates.Nesting] | None = None  # in a thread
+        self._read_meanwhile: list[updates.Update] = []  # accepted while it was read
+        self._unapplied: dict[int, bytes] = {}  # seq -> accepted update not in the doc yet
+        # The doc's delete set (an update with no items), for readers' no-op updates:
+        # (the revision it was read at, the update).
+        self._revision = 0  # bumped whenever the doc changes
+        self._deleted: tuple[int, bytes] | None = None
+        # Stored updates are applied without the door's check (it was not always there): each
+        # got through pycrdt.get_state on this same thread before it was committed, and that
+        # recurses as apply_update does, to the same depth (about 26,000 nested values here),
+        # so applying it cannot crash now.
         for update in ([record.snapshot] if record.snapshot else []) + record.log:
             try:
                 self.doc.apply_update(update)
@@ -111,6 +130,8 @@ class Room:
         tb: TracebackType | None,
     ) -> None:
         await self._drained.wait()
+        if self._nesting_read is not None:
+            await asyncio.wait([self._nesting_read])
         while self._compaction is not None:
             await self._compaction
         if self._since_compact:
@@ -188,13 +209,24 @@ class Room:
             case wire.SyncStep2(update) | wire.SyncUpdate(update):
                 await self._receive_update(peer, update)
             case wire.AwarenessMessage(payload):
-                entries = wire.decode_awareness(
-                    payload, max_entries=self._limits.max_awareness_clients
-                )
-                accepted = self.presence.apply(peer, entries, self._limits.max_awareness_clients)
-                if accepted:
-                    relay = wire.encode(wire.AwarenessMessage(wire.encode_awareness(accepted)))
-                    self._send(self.peers - {peer}, relay)
+                # A state that is not standard JSON (NaN, a lone surrogate, nesting past the
+                # limit) closes this connection (4400), as any malformed frame does, with the
+                # reason: JSON.stringify never writes NaN, a lone surrogate comes only from a
+                # broken string, and relaying either would make stock clients' JSON.parse or
+                # UTF-8 decoding throw. One past the byte limit closes it with 4413.
+                limits = self._limits
+                try:
+                    entries = wire.decode_awareness(
+                        payload,
+                        max_entries=limits.max_awareness_clients,
+                        max_depth=limits.max_awareness_depth,
+                        max_state_bytes=limits.max_awareness_state_bytes,
+                    )
+                except wire.StateTooLarge as exc:
+                    raise ConnectionRejected(CloseCode.TOO_LARGE, str(exc)) from exc
+                relay = self.presence.apply(peer, peer.grant.user, entries)
+                if relay is not None:
+                    self._send(self.peers - {peer}, wire.encode(wire.AwarenessMessage(relay)))
             case wire.QueryAwareness():
                 states = self.presence.encode_all()
                 if states is not None:
@@ -205,8 +237,18 @@ class Room:
     async def _receive_update(self, peer: Peer, update: bytes) -> None:
         if update == wire.EMPTY_UPDATE:
             return
+        if not peer.grant.can_edit and not peer.reader_updates.take():
+            log.debug("room %s: %s sends updates too fast; dropped unread", self.name, peer.label)
+            return
+        # Read strictly and without recursion before pycrdt sees it: Yrs decodes nested values
+        # recursively and a deep enough one overflows the native stack (a segfault).
+        limit = self._limits.max_nesting_depth
+        try:
+            decoded = updates.decode(update, max_depth=limit, deletes=False)
+        except updates.TooDeep as exc:
+            raise ConnectionRejected(CloseCode.BAD_MESSAGE, f"update refused: {exc}") from exc
         if not peer.grant.can_edit:
-            if _changes_nothing(self.doc, update):
+            if self._changes_nothing(update, decoded):
                 return  # a reader's sync reply on reconnect: everything in it is here already
             self._metrics.dropped_updates.inc()
             log.info("room %s: dropped an update from read-only %s", self.name, peer.label)
@@ -218,9 +260,97 @@ class Room:
             pycrdt.get_state(update)
         except ValueError as exc:
             raise wire.WireError(f"invalid update: {exc}") from exc
+        if self._nesting is None and self._hangs_off_the_doc(decoded):
+            await self._read_nesting()
         if self.size_bytes + len(update) > self._limits.max_document_bytes:
             raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
+        try:
+            self._check_nesting(decoded)
+        except updates.TooDeep as exc:
+            raise ConnectionRejected(CloseCode.BAD_MESSAGE, f"update refused: {exc}") from exc
         await self._store.append(self._enqueue(peer.grant.user, update, sender=peer))
+
+    def _check_nesting(self, update: updates.Update) -> None:
+        """Refuse ``update`` if its shared types would nest deeper than the limit, counting the
+        levels already in the doc or on their way to it; record its items' levels.
+
+        Until a shared type hangs off an item the update does not hold itself (a file replaced
+        with ``files.set``, a map nested in an existing map), the doc's levels are not needed:
+        a file created in the root map is level 1 and keystrokes create no types. The first
+        time one does, the caller reads them (:meth:`_read_nesting`), and from then on every
+        accepted update is recorded."""
+        limit = self._limits.max_nesting_depth
+        nesting = self._nesting
+        if nesting is not None:
+            nesting.add(update, nesting.check(update, limit))
+            return
+        if any(block.kind == updates.TYPE for block in update.blocks):
+            alone = updates.Nesting().levels(update, types_only=True)
+            if updates.UNKNOWN in alone:  # the levels could not be read
+                raise updates.UpdateError("a shared type's parent is not in the room")
+            if max(alone) > limit:
+                raise updates.TooDeep(f"shared types nest deeper than {limit} levels")
+        if self._nesting_read is not None:
+            self._read_meanwhile.append(update)
+
+    @staticmethod
+    def _hangs_off_the_doc(update: updates.Update) -> bool:
+        """Whether a shared type in ``update`` hangs off an item the update does not hold."""
+        if not any(block.kind == updates.TYPE for block in update.blocks):
+            return False
+        return updates.UNKNOWN in updates.Nesting().levels(update, types_only=True)
+
+    async def _read_nesting(self) -> None:
+        """Read the levels of the doc and of the updates on their way to it, once per room: a
+        pass over the doc in a worker thread (seconds for a big fragmented room), so the event
+        loop goes on meanwhile; updates accepted during it are recorded after it."""
+        if self._nesting_read is None:
+            sources = [self.doc.get_update(), *self._unapplied.values()]
+            self._nesting_read = asyncio.ensure_future(
+                asyncio.to_thread(_nesting_of, self.name, sources)
+            )
+            # Installed when read, even if the connection that asked has gone meanwhile.
+            self._nesting_read.add_done_callback(self._install_nesting)
+        self._install_nesting(await asyncio.shield(self._nesting_read))
+
+    def _install_nesting(self, read: asyncio.Future[updates.Nesting] | updates.Nesting) -> None:
+        if self._nesting is not None:
+            return
+        if isinstance(read, asyncio.Future):
+            if read.cancelled() or read.exception() is not None:
+                log.error("room %s: reading nesting levels failed: %r", self.name, read)
+                self._nesting_read = None  # the next update that needs them reads again
+                self._read_meanwhile.clear()
+                return
+            read = read.result()
+        for update in self._read_meanwhile:
+            read.add(update)
+        self._read_meanwhile.clear()
+        self._nesting = read
+
+    def _changes_nothing(self, update: bytes, decoded: updates.Update) -> bool:
+        """Whether the doc already holds all of ``update``: its items, and its deletions. A Yjs
+        diff always carries the sender's whole delete set, so a reader syncing after a
+        reconnect sends a non-empty update that changes nothing.
+
+        Costs the update's size and the doc's delete set's, never a pass over the doc: its
+        items against the doc's state vector, its deletions merged (in Yrs) into the doc's
+        delete set, which is read once per change of the doc and kept. Yrs reads the update
+        only after ``decoded`` showed nothing in it nests too deep."""
+        state = self.doc.get_state()
+        known = wire.decode_state_vector(state)
+        if any(block.end > known.get(block.client, 0) for block in decoded.blocks):
+            return False
+        if self._deleted is None or self._deleted[0] != self._revision:
+            self._deleted = (self._revision, self.doc.get_update(state))  # a pass over the doc
+        deleted = self._deleted[1]
+        if update == deleted:  # a pycrdt peer's reply is byte for byte the doc's delete set
+            return True
+        try:
+            deletions = pycrdt.get_update(update, state)  # no items left: those are here
+        except ValueError:
+            return False
+        return pycrdt.merge_updates(deleted, deletions) == deleted
 
     def _enqueue(
         self, user: str, update: bytes, sender: object, done: asyncio.Future[None] | None = None
@@ -228,6 +358,7 @@ class Room:
         self._inflight_bytes += len(update)
         seq = self._next_seq
         self._next_seq += 1
+        self._unapplied[seq] = update
         self._inflight += 1
         self._drained.clear()
         return Pending(self, self.room_id, seq, user, update, sender, done=done)
@@ -250,6 +381,8 @@ class Room:
             update = scratch.get_update(before)
             if self.size_bytes + len(update) > self._limits.max_document_bytes:
                 raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
+            if self._nesting is not None or self._nesting_read is not None:
+                self._check_nesting(updates.decode(update, max_depth=1 << 30, deletes=False))
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             await self._store.append(self._enqueue(user, update, sender=None, done=done))
             await done
@@ -260,12 +393,13 @@ class Room:
     # -- CommitSink ----------------------------------------------------------------------
 
     def committed(self, entries: list[Pending]) -> None:
-        updates = [e.update for e in entries]
-        merged = updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates)
+        batch = [e.update for e in entries]
+        merged = batch[0] if len(batch) == 1 else pycrdt.merge_updates(*batch)
+        self._revision += 1
         try:
             self.doc.apply_update(merged)
         except ValueError:
-            for update in updates:  # isolate the one that does not integrate
+            for update in batch:  # isolate the one that does not integrate
                 try:
                     self.doc.apply_update(update)
                 except ValueError:
@@ -295,6 +429,8 @@ class Room:
         self._settle(entries, committed=False)
 
     def _settle(self, entries: list[Pending], *, committed: bool) -> None:
+        for entry in entries:
+            self._unapplied.pop(entry.seq, None)
         size = sum(len(e.update) for e in entries)
         self._inflight_bytes -= size
         if committed:
@@ -328,15 +464,13 @@ class Room:
         return self._snapshot_bytes + self._log_bytes + self._inflight_bytes
 
 
-def _changes_nothing(doc: pycrdt.Doc[Any], update: bytes) -> bool:
-    """Whether ``doc`` already holds all of ``update``: its items, and its deletions. A Yjs
-    diff always carries the sender's whole delete set, so a reader syncing after a reconnect
-    sends a non-empty update that changes nothing. One pass over ``doc``'s items (to list its
-    deletions); only readers' updates pay it."""
-    state = doc.get_state()
-    try:
-        new = pycrdt.get_update(update, state)  # the items ``doc`` lacks, and every deletion
-    except ValueError:
-        return False
-    deletions = doc.get_update(state)  # no items: ``doc``'s own delete set
-    return pycrdt.merge_updates(deletions, new) == deletions
+def _nesting_of(room: str, sources: list[bytes]) -> updates.Nesting:
+    """The nesting levels of ``sources`` applied in order (runs in a worker thread)."""
+    nesting = updates.Nesting()
+    for update in sources:
+        try:  # values nested past the limit were stored before it existed: read them all
+            nesting.add(updates.decode(update, max_depth=1 << 30, deletes=False))
+        except updates.UpdateError as exc:  # shared types below its items will be refused
+            log.warning("room %s: cannot read nesting levels: %s", room, exc)
+    log.info("room %s: read nesting levels (deepest %d)", room, nesting.deepest)
+    return nesting

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Protocol, TypeVar
 
 from huddle.server.config import StoreConfig
+from huddle.server.datadir import private_dir, private_file
 from huddle.server.errors import StoreError
 
 DB_FILE = "huddle.sqlite3"
@@ -145,7 +146,7 @@ class Database:
     """Synchronous access; used from the store's thread and directly by the CLI."""
 
     def __init__(self, path: Path, durability: str = "normal") -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(private_dir(path.parent) / path.name)  # -wal and -shm take its mode
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
@@ -344,6 +345,65 @@ class Database:
             args.append(after_seq)
         rows = self._conn.execute(sql + " ORDER BY u.seq", args).fetchall()
         return [JournalEntry(int(s), float(t), str(u), bytes(d)) for s, t, u, d in rows]
+
+    def journal_extent(
+        self, room: str, *, after_seq: int, until: float | None
+    ) -> tuple[int, int, int]:
+        """(rows, bytes, last seq) of ``room``'s stored updates after ``after_seq`` and before
+        ``until``: what a rebuild from there replays, counted without reading the updates."""
+        sql = (
+            "SELECT count(*), coalesce(sum(length(u.data)), 0), coalesce(max(u.seq), ?) "
+            "FROM updates u JOIN rooms r ON r.id = u.room_id WHERE r.name = ? AND u.seq > ?"
+        )
+        args: list[object] = [after_seq, room, after_seq]
+        if until is not None:
+            sql += " AND u.ts < ?"
+            args.append(until)
+        rows, size, last = self._conn.execute(sql, args).fetchone()
+        return int(rows), int(size), int(last)
+
+    def journal_page(
+        self,
+        room: str,
+        *,
+        after_seq: int,
+        upto_seq: int,
+        until: float | None,
+        max_rows: int,
+        max_bytes: int,
+    ) -> list[JournalEntry]:
+        """The next stored updates in ``(after_seq, upto_seq]`` before ``until``, in commit
+        order: at most ``max_rows``, and none after the one that reaches ``max_bytes``, so a
+        long journal is read a bounded page at a time."""
+        sql = (
+            "SELECT u.seq, u.ts, u.user, u.data FROM updates u JOIN rooms r ON r.id = u.room_id "
+            "WHERE r.name = ? AND u.seq > ? AND u.seq <= ?"
+        )
+        args: list[object] = [room, after_seq, upto_seq]
+        if until is not None:
+            sql += " AND u.ts < ?"
+            args.append(until)
+        page: list[JournalEntry] = []
+        size = 0
+        cursor = self._conn.execute(sql + " ORDER BY u.seq LIMIT ?", [*args, max_rows])
+        try:
+            for seq, ts, user, data in cursor:
+                page.append(JournalEntry(int(seq), float(ts), str(user), bytes(data)))
+                size += len(data)
+                if size >= max_bytes:
+                    break
+        finally:
+            cursor.close()
+        return page
+
+    def history_points(self, room: str, *, after: float, before: float) -> list[tuple[int, float]]:
+        """(seq, ts) of ``room``'s history points with ``after < ts < before``, oldest first."""
+        rows = self._conn.execute(
+            "SELECT h.seq, h.ts FROM history h JOIN rooms r ON r.id = h.room_id "
+            "WHERE r.name = ? AND h.ts > ? AND h.ts < ? ORDER BY h.ts, h.seq",
+            (room, after, before),
+        ).fetchall()
+        return [(int(seq), float(ts)) for seq, ts in rows]
 
     def rooms(self) -> list[RoomInfo]:
         rows = self._conn.execute(

@@ -5,11 +5,29 @@ The structured part (which files changed, who changed them, how many lines) is c
 hub from its history and is exact; the model only writes the prose. Inputs larger than the
 model's context are summarised piece by piece (map), then the pieces together (reduce), with
 progress that counts the model calls actually made. Private files never reach the model.
+
+What one request may cost is bounded (``LlmConfig``): the history it replays
+(``summary_max_history_*``: over it, the period is cut to its most recent part), the text it
+compares (``summary_max_text_chars``, ``summary_max_files``: the most recently changed files
+first) and the model calls it makes (``summary_max_calls``: the most recent changes that fit).
+Whatever was left out is said in the result (``truncated``) rather than failing the request:
+the user asked for an overview, and the newest part of it is the part they are likely to miss.
+Admission: one member has at most ``max_summaries_per_user`` summaries running or waiting in a
+room (another is refused as ``busy``), a room runs ``max_summaries_per_room`` at once (others
+wait their turn, fairly), and the hub rebuilds history for at most ``max_summary_rebuilds`` at
+once. A cancelled or finished summary keeps nothing: the rebuilt documents go with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import re
 import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,19 +36,37 @@ from pycrdt import Text
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huddle.collab import schema
+from huddle.collab.privacy import is_secret
 from huddle.llm.prompt import approx_tokens
 from huddle.server import rpc
-from huddle.server.ai import AiService, OnPrompt, StreamContext, private_paths, resolve_cursor
-from huddle.server.history import FileChange, HistoryGap, file_changes
+from huddle.server.ai import (
+    AiService,
+    FairLimiter,
+    OnPrompt,
+    StreamContext,
+    private_paths,
+    resolve_cursor,
+)
+from huddle.server.history import (
+    ChangeSet,
+    FileChange,
+    HistoryGap,
+    ReplayLimits,
+    TooMuchHistory,
+    changes_between,
+)
 
 if TYPE_CHECKING:
     from huddle.llm.gateway import LlmGateway
     from huddle.server.hub import RpcContext
     from huddle.server.room import Room
 
+log = logging.getLogger("huddle.summaries")
+
 MAX_YIELDS = 20  # a summary steps aside for completions at most this often, then runs
 PROGRESS = "summary/progress"
 PARTIAL = "summary/partial"
+_MAX_WARNED = 4096  # (room, path) pairs already logged as private files in a room
 
 Kind = Literal["file", "selection", "catch_up", "session"]
 
@@ -45,6 +81,8 @@ _INSTRUCTIONS: dict[str, str] = {
     "in short markdown bullet points.",
 }
 _ANSWER = "\n\nAnswer:\n"
+_LINES = re.compile(r"[^\n]*\n|[^\n]+")
+_LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 class SummaryParams(BaseModel):
@@ -54,8 +92,12 @@ class SummaryParams(BaseModel):
     path: str | None = Field(None, max_length=1024)
     start: dict[str, Any] | None = None  # Yjs relative positions of a selection
     end: dict[str, Any] | None = None
-    since: float | None = Field(None, ge=0, description="seconds since the epoch")
-    until: float | None = Field(None, ge=0)
+    # finite and within what datetime can show (year 9999): `inf` or 1e300 are bad params,
+    # not an internal error when the result is written
+    since: float | None = Field(
+        None, ge=0, le=_LAST_TIME, allow_inf_nan=False, description="seconds since the epoch"
+    )
+    until: float | None = Field(None, ge=0, le=_LAST_TIME, allow_inf_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +112,67 @@ class Section:
         return f"### {self.title}\n```\n{self.body}\n```\n"
 
 
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One model call's input, and the files it shows."""
+
+    text: str
+    paths: tuple[str, ...]
+
+
 class Summaries:
     def __init__(self, ai: AiService) -> None:
         self.ai = ai
+        self._asking: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._rooms: dict[str, FairLimiter] = {}
+        self._rebuilds = asyncio.Semaphore(ai.config.max_summary_rebuilds)
+        self._warned: set[tuple[str, str]] = set()
 
     async def summarize(self, ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
         try:
             params = SummaryParams.model_validate(call.params)
         except ValidationError as exc:
             raise rpc.RpcError("invalid_params", f"{exc.error_count()} invalid fields") from None
+        async with self._admitted(ctx.room.name, ctx.peer.grant.user, call):
+            return await self._summarize(ctx, call, params)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, room: str, user: str, call: rpc.Call) -> AsyncIterator[None]:
+        """At most ``max_summaries_per_user`` of one member's summaries in a room, running or
+        waiting (a member has no use for more at once, and each one is work for the hub);
+        ``max_summaries_per_room`` run at once, the others wait, fairly between members."""
+        config = self.ai.config
+        key = (room, user)
+        if self._asking[key] >= config.max_summaries_per_user:
+            raise rpc.RpcError(
+                "busy",
+                "you already have a summary running in this room: wait for it to finish or "
+                "cancel it",
+            )
+        self._asking[key] += 1
+        limiter = self._rooms.get(room)
+        if limiter is None:
+            limiter = FairLimiter(config.max_summaries_per_room, config.max_summaries_per_user)
+            self._rooms[room] = limiter
+        try:
+            if sum(limiter.running.values()) >= limiter.total:
+                _notify(call, "waiting for another summary of this room to finish")
+            async with limiter.slot(user):
+                yield
+        finally:
+            self._asking[key] -= 1
+            if self._asking[key] <= 0:
+                del self._asking[key]
+            if not limiter.running and not limiter.waiting and self._rooms.get(room) is limiter:
+                del self._rooms[room]
+
+    async def _summarize(
+        self, ctx: RpcContext, call: rpc.Call, params: SummaryParams
+    ) -> dict[str, Any]:
         room, user = ctx.room, ctx.peer.grant.user
         now = time.time()
-        changes: list[FileChange] = []
+        files: list[dict[str, Any]] = []
+        notes: list[str] = []
         since = until = None
         if params.kind in ("file", "selection"):
             sections, instructions = [self._code(room, params)], "file"
@@ -96,32 +187,39 @@ class Summaries:
             until = params.until if params.until is not None else now
             if until <= since:
                 raise rpc.RpcError("invalid_params", "`until` must be after `since`")
-            changes = await self._changes(ctx, room, user, since, until, params.kind)
-            sections = [_diff_section(c) for c in changes]
+            found = await self._changes(ctx, room, user, since, until, params.kind, call)
+            if found.shortened:
+                asked = f"since {_when(since)}" if since else "of the room"
+                notes.append(
+                    f"The history {asked} is too long to read back: this covers the changes "
+                    f"from {_when(found.since)} on."
+                )
+            if found.omitted:
+                notes.append(
+                    f"{found.omitted} changed file(s) with older changes are left out: there "
+                    "were more changes than a summary reads."
+                )
+            since = found.since
+            files = [_file_entry(c) for c in found.changes]
+            # newest first: what is left out, if anything, is the oldest
+            ordered = sorted(found.changes, key=lambda c: (-c.changed_at, c.path))
+            sections = [_diff_section(c) for c in ordered]
+            del found, ordered  # the texts before and after: only the diffs are needed now
             instructions = "changes" if params.kind == "catch_up" else "session"
-        summary = (
-            await self._map_reduce(room, user, call, instructions, sections) if sections else ""
-        )
+        summary = ""
+        if sections:
+            summary = await self._map_reduce(room, user, call, instructions, sections, notes)
         if params.kind == "catch_up" and params.since is None:
             await ctx.hub.store.set_last_seen(room.name, user, until or now)
-        files = [
-            {
-                "path": c.path,
-                "authors": list(c.authors),
-                "added": c.added_lines,
-                "removed": c.removed_lines,
-                "created": c.before is None,
-                "deleted": c.after is None,
-            }
-            for c in changes
-        ]
+        truncated = " ".join(notes) or None
         return {
             "kind": params.kind,
             "since": since,
             "until": until,
             "files": files,
             "summary": summary,
-            "markdown": _markdown(params.kind, since, until, files, summary),
+            "truncated": truncated,
+            "markdown": _markdown(params.kind, since, until, files, summary, truncated),
         }
 
     # -- inputs ---------------------------------------------------------------------------
@@ -151,43 +249,120 @@ class Summaries:
         return Section(params.path, content, params.path)
 
     async def _changes(
-        self, ctx: RpcContext, room: Room, user: str, since: float, until: float, kind: str
-    ) -> list[FileChange]:
-        try:
-            changes = await file_changes(ctx.hub.store, room.name, since, until)
-        except HistoryGap as exc:
-            raise rpc.RpcError("history_gap", str(exc)) from None
+        self,
+        ctx: RpcContext,
+        room: Room,
+        user: str,
+        since: float,
+        until: float,
+        kind: str,
+        call: rpc.Call,
+    ) -> ChangeSet:
+        config = self.ai.config
         rules = private_paths(room)
-        kept = [c for c in changes if not rules.private(c.path)]
-        if kind == "catch_up":  # what teammates changed: files only I touched are not news
-            kept = [c for c in kept if any(a != user for a in c.authors)]
-        return kept
+        private: list[str] = []
+
+        def skip(path: str, authors: frozenset[str]) -> bool:  # runs in a worker thread
+            if rules.private(path):
+                private.append(path)
+                return True
+            # catching up is on what teammates changed: files only I touched are not news
+            return kind == "catch_up" and not any(a != user for a in authors)
+
+        limits = ReplayLimits(
+            max_updates=config.summary_max_history_updates,
+            max_bytes=config.summary_max_history_bytes,
+            max_text_chars=config.summary_max_text_chars,
+            max_files=config.summary_max_files,
+        )
+        if self._rebuilds.locked():
+            _notify(call, "waiting for the hub to read other summaries' history")
+        async with self._rebuilds:
+            _notify(call, "reading the room's history")
+            try:
+                found = await changes_between(
+                    ctx.hub.store, room.name, since, until, limits=limits, skip=skip
+                )
+            except HistoryGap as exc:
+                raise rpc.RpcError("history_gap", str(exc)) from None
+            except TooMuchHistory as exc:
+                raise rpc.RpcError("too_large", str(exc)) from None
+        self._note_private(room.name, private)
+        return found
+
+    def _note_private(self, room: str, paths: list[str]) -> None:
+        """Say once per room and path that the room holds a secret: some client put it there
+        (``huddle lsp`` never shares one), and every member of the room has received it."""
+        for path in paths:
+            if (room, path) in self._warned or not is_secret(path):
+                continue
+            if len(self._warned) >= _MAX_WARNED:
+                self._warned.clear()
+            self._warned.add((room, path))
+            log.warning(
+                "room %r holds %r, which looks like a secret: a client put it in the room, so "
+                "every member received it; it never goes to a model",
+                room,
+                path,
+            )
 
     # -- the model ------------------------------------------------------------------------
 
     async def _map_reduce(
-        self, room: Room, user: str, call: rpc.Call, instructions: str, sections: list[Section]
+        self,
+        room: Room,
+        user: str,
+        call: rpc.Call,
+        instructions: str,
+        sections: list[Section],
+        notes: list[str],
     ) -> str:
+        """At most ``summary_max_calls`` model calls: the map takes as many pieces as leave
+        calls to combine their answers; the rest of the input is left out (and noted)."""
         gateway = await self.ai.start()
-        budget = gateway.prompt_budget_chars(room.name) - len(_INSTRUCTIONS[instructions]) - 64
-        pieces = _pack([s.render() for s in sections], budget)
-        total = len(pieces) + (1 if len(pieces) > 1 else 0)
-        progress = _Progress(call, total)
+        config = self.ai.config
+        budget = _budget(gateway, room.name, instructions)
+        reduce_budget = _budget(gateway, room.name, "reduce")
+        # an answer may run to summary_max_tokens (about 4 characters each)
+        per_group = max(2, reduce_budget // (config.summary_max_tokens * 4 + 16))
+        most = _most_pieces(config.summary_max_calls, per_group)
+        pieces, read = _pack(((s.path, s.render()) for s in sections), budget, most)
+        if read < len(sections):
+            notes.append(
+                "The file is longer than a summary reads: only its beginning was read."
+                if instructions == "file"
+                else f"Only part of the changes fit the {config.summary_max_calls} model calls "
+                f"a summary may make: {len(sections) - read} of {len(sections)} changed "
+                "file(s), the least recently changed, were read only in part or not at all."
+            )
+        del sections
+        maximum = config.summary_max_calls
+        progress = _Progress(call, len(pieces) + (1 if len(pieces) > 1 else 0))
         if len(pieces) == 1:
-            return await self._ask(room, user, call, instructions, pieces[0], sections, progress)
+            return await self._ask(room, user, call, instructions, pieces[0], progress)
+        everything = tuple(dict.fromkeys(p for piece in pieces for p in piece.paths))
         parts = []
         for number, piece in enumerate(pieces, start=1):
             progress.message(f"summarising part {number} of {len(pieces)}")
-            parts.append(await self._ask(room, user, None, instructions, piece, sections, progress))
+            parts.append(await self._ask(room, user, None, instructions, piece, progress))
+        used = len(pieces)
         while True:  # reduce, in rounds if the partial summaries are still too long together
-            joined = [f"Part {i}:\n{p.strip()}\n" for i, p in enumerate(parts, start=1)]
-            groups = _pack(joined, budget)
+            joined = [("", f"Part {i}:\n{p.strip()}\n") for i, p in enumerate(parts, start=1)]
+            groups, _ = _pack(joined, reduce_budget)
+            if len(groups) > 1 and (len(groups) >= len(parts) or used + len(groups) >= maximum):
+                # no calls left for another round, or it would not shrink: shorten each part
+                # so that all fit one last prompt
+                notes.append("The partial summaries were shortened to combine them.")
+                groups = [_squeeze([text for _, text in joined], reduce_budget)]
             if len(groups) == 1:
                 progress.message("combining the parts")
-                return await self._ask(room, user, call, "reduce", groups[0], sections, progress)
+                final = _Piece(groups[0].text, everything)
+                return await self._ask(room, user, call, "reduce", final, progress)
             progress.grow(len(groups))
+            used += len(groups)
             parts = [
-                await self._ask(room, user, None, "reduce", g, sections, progress) for g in groups
+                await self._ask(room, user, None, "reduce", _Piece(g.text, everything), progress)
+                for g in groups
             ]
 
     async def _ask(
@@ -196,12 +371,11 @@ class Summaries:
         user: str,
         call: rpc.Call | None,
         instructions: str,
-        body: str,
-        sections: list[Section],
+        piece: _Piece,
         progress: _Progress,
     ) -> str:
         """One model call; streams partials when ``call`` is given (the final call)."""
-        prompt = f"{_INSTRUCTIONS[instructions]}\n\n{body}{_ANSWER}"
+        prompt = f"{_INSTRUCTIONS[instructions]}\n\n{piece.text}{_ANSWER}"
         streamed = ""
 
         def on_text(text: str) -> bool:
@@ -211,7 +385,6 @@ class Summaries:
                 call.notify(PARTIAL, {"text": streamed})
             return False
 
-        files = tuple(dict.fromkeys(s.path for s in sections if s.path in body))
         limit = self.ai.config.summary_max_tokens
         written = ""
         for resumed in range(MAX_YIELDS + 1):
@@ -233,7 +406,7 @@ class Summaries:
                 "summary",
                 open_stream,
                 on_text,
-                files=files,
+                files=piece.paths,
                 may_yield=resumed < MAX_YIELDS,
             )
             written += run.text
@@ -241,6 +414,38 @@ class Summaries:
                 break
         progress.step()
         return written.strip()
+
+
+def _notify(call: rpc.Call, message: str) -> None:
+    """Progress before the first model call (waiting, reading history)."""
+    call.notify(PROGRESS, {"done": 0, "total": 1, "percentage": 0, "message": message})
+
+
+def _budget(gateway: LlmGateway, room: str, instructions: str) -> int:
+    """Characters of input one call may carry after its instructions."""
+    return max(128, gateway.prompt_budget_chars(room) - len(_INSTRUCTIONS[instructions]) - 64)
+
+
+def _most_pieces(max_calls: int, per_group: int) -> int:
+    """The most map pieces whose answers can still be combined within ``max_calls``, when one
+    combining call takes ``per_group`` answers."""
+    for pieces in range(max_calls, 1, -1):
+        if pieces + _reduce_calls(pieces, per_group) <= max_calls:
+            return pieces
+    return 1
+
+
+def _reduce_calls(pieces: int, per_group: int) -> int:
+    calls = 0
+    while pieces > per_group:
+        pieces = math.ceil(pieces / per_group)
+        calls += pieces
+    return calls + 1
+
+
+def _squeeze(parts: list[str], budget: int) -> _Piece:
+    share = max(16, budget // max(1, len(parts)))
+    return _Piece("".join(p if len(p) <= share else p[: share - 2] + "…\n" for p in parts), ())
 
 
 class _Progress:
@@ -278,41 +483,63 @@ class _Progress:
         )
 
 
-def _pack(blocks: list[str], budget: int) -> list[str]:
-    """Blocks joined into pieces of at most ``budget`` characters; a block longer than that is
-    cut at line boundaries (and a line longer than that, anywhere)."""
-    pieces: list[str] = []
+def _pack(
+    blocks: Iterable[tuple[str, str]], budget: int, most: int | None = None
+) -> tuple[list[_Piece], int]:
+    """``(path, text)`` blocks joined, in order, into pieces of at most ``budget`` characters
+    (a block longer than that is cut at line boundaries, a line longer than that anywhere), at
+    most ``most`` of them; and how many blocks went wholly into them. Lazy: blocks past the
+    last piece are not looked at (nor, from a generator, made)."""
+    pieces: list[_Piece] = []
     current = ""
-    for block in blocks:
+    paths: list[str] = []
+    read = 0
+    for path, block in blocks:
         for part in _split(block, budget):
             if current and len(current) + len(part) > budget:
-                pieces.append(current)
-                current = ""
+                pieces.append(_Piece(current, tuple(paths)))
+                current, paths = "", []
+                if most is not None and len(pieces) >= most:
+                    return pieces, read
             current += part
+            if path and (not paths or paths[-1] != path):
+                paths.append(path)
+        read += 1
     if current:
-        pieces.append(current)
-    return pieces
+        pieces.append(_Piece(current, tuple(paths)))
+    return pieces, read
 
 
-def _split(block: str, budget: int) -> list[str]:
+def _split(block: str, budget: int) -> Iterator[str]:
     if len(block) <= budget:
-        return [block]
-    parts: list[str] = []
+        yield block
+        return
     current = ""
-    for line in block.splitlines(keepends=True):
+    for match in _LINES.finditer(block):
+        line = match.group()
         while len(line) > budget:
             if current:
-                parts.append(current)
+                yield current
                 current = ""
-            parts.append(line[:budget])
+            yield line[:budget]
             line = line[budget:]
         if len(current) + len(line) > budget:
-            parts.append(current)
+            yield current
             current = ""
         current += line
     if current:
-        parts.append(current)
-    return parts
+        yield current
+
+
+def _file_entry(change: FileChange) -> dict[str, Any]:
+    return {
+        "path": change.path,
+        "authors": list(change.authors),
+        "added": change.added_lines,
+        "removed": change.removed_lines,
+        "created": change.before is None,
+        "deleted": change.after is None,
+    }
 
 
 def _diff_section(change: FileChange) -> Section:
@@ -336,11 +563,13 @@ def _markdown(
     until: float | None,
     files: list[dict[str, Any]],
     summary: str,
+    truncated: str | None,
 ) -> str:
+    note = [f"> Note: {truncated}", ""] if truncated else []
     if kind in ("file", "selection"):
-        return summary
+        return "\n".join([*note, summary]) if note else summary
     heading = "Catching up" if kind == "catch_up" else "Session"
-    lines = [f"## {heading}: {_when(since)} to {_when(until)}", ""]
+    lines = [f"## {heading}: {_when(since)} to {_when(until)}", "", *note]
     if not files:
         lines.append("Nothing changed." if kind == "session" else "No changes by teammates.")
         return "\n".join(lines) + "\n"
@@ -348,9 +577,10 @@ def _markdown(
     lines += [f"{len(files)} file(s) changed by {', '.join(authors)}.", ""]
     lines += ["| file | by | added | removed |", "| --- | --- | ---: | ---: |"]
     for f in files:
-        note = " (new)" if f["created"] else " (deleted)" if f["deleted"] else ""
+        created = " (new)" if f["created"] else " (deleted)" if f["deleted"] else ""
         lines.append(
-            f"| `{f['path']}`{note} | {', '.join(f['authors'])} | {f['added']} | {f['removed']} |"
+            f"| `{f['path']}`{created} | {', '.join(f['authors'])} | {f['added']} | "
+            f"{f['removed']} |"
         )
     lines += ["", summary.strip(), ""]
     return "\n".join(lines)
