@@ -173,7 +173,7 @@ async function share(deps: Deps): Promise<void> {
   const invite = await deps.client.command<P.InviteResult>(P.Command.invite, [params]);
   await vscode.env.clipboard.writeText(invite.url);
   void vscode.window.showInformationMessage(
-    `Huddle: invite link for ${params.user} (${invite.role}, until ${invite.expires_at}) copied to the clipboard. They run "Huddle: Join Session" and paste it.`,
+    `Huddle: invite link for ${invite.user} (${invite.role}, until ${invite.expires_at}) copied to the clipboard. They run "Huddle: Join Session" and paste it.`,
   );
 }
 

@@ -107,6 +107,9 @@ export interface InviteResult {
   room: string;
   token: string;
   role: 'edit' | 'read';
+  /** The guest's name: the asked-for name qualified by the inviter's (`ann/carol`). */
+  user: string;
+  invited_by: string;
   expires_at: string;
 }
 

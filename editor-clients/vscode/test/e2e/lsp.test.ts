@@ -181,8 +181,9 @@ describe('huddle lsp, as the extension drives it', () => {
     const invite = parseInvite(result.url);
     assert.deepEqual(
       { hub: invite.hub, room: invite.room, token: invite.token, user: invite.claims.user, role: invite.claims.role },
-      { hub: hub.url, room: ROOM, token: result.token, user: 'carol', role: 'read' },
-    );
+      { hub: hub.url, room: ROOM, token: result.token, user: 'ann/carol', role: 'read' },
+    ); // an editor's invite names the guest after the inviter: nobody mints another's name
+    assert.deepEqual([result.user, result.invited_by], ['ann/carol', 'ann']);
     assert.ok(Date.parse(result.expires_at) > Date.now());
     const carol = new Editor('carol', path.join(tmp.dir, 'carol'), server);
     const mallory = new Editor('mallory', path.join(tmp.dir, 'mallory'), server);
