@@ -24,7 +24,7 @@ from huddle.collab import schema, wire
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
 from huddle.server.client import HubClient, room_url
 from huddle.server.config import HubConfig
-from huddle.server.history import live_rebuilds
+from huddle.server.history import _page, live_rebuilds
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError
 from huddle.server.store import Database, Pending
@@ -221,8 +221,21 @@ async def test_the_hub_answers_while_it_rebuilds_history_and_a_cancelled_summary
             reader(hub, data_dir, "rex") as rex,
         ):
             assert live_rebuilds() == 0
+            # Hold the rebuild at its first page of history (a pause, not a fake: the page is
+            # then read from the real store), so "while it rebuilds" never depends on speed.
+            paused, resume = asyncio.Event(), asyncio.Event()
+            real_call = hub.store.call
+
+            async def call(fn: Callable[..., Any]) -> Any:
+                if getattr(fn, "func", None) is _page and not resume.is_set():
+                    paused.set()
+                    await resume.wait()
+                return await real_call(fn)
+
+            hub.store.call = call  # type: ignore[method-assign]
             ask = asyncio.ensure_future(rex.request("summarize", SESSION))
-            await eventually(lambda: live_rebuilds() >= 1, what="the rebuild starts")
+            await asyncio.wait_for(paused.wait(), 60)
+            assert live_rebuilds() >= 1
             await answers_meanwhile(hub, data_dir)
             # answered before the rebuild was done: the model has not been asked yet
             assert live_rebuilds() >= 1 and not backend.requests
@@ -230,6 +243,7 @@ async def test_the_hub_answers_while_it_rebuilds_history_and_a_cancelled_summary
             ask.cancel()  # the client sends a cancel to the hub
             await eventually(lambda: live_rebuilds() == 0, what="the rebuilt doc is freed")
             assert not backend.requests  # it stopped before the model
+            resume.set()
 
             result = await asyncio.wait_for(rex.request("summarize", SESSION), 60)
             assert live_rebuilds() == 0  # nothing kept once it is done
