@@ -6,6 +6,10 @@ It behaves like the editors seen in the wild:
   ``applied: false``; sends one ``didChange`` per edit.
 - ``neovim``: skips a stale edit but answers ``applied: true`` (it lies); debounces
   ``didChange`` and sends many changes in one notification, versions jumping by more than one.
+- ``eglot``: sends ``didChange`` only once the user has stopped typing for ``debounce`` (0.5 s
+  by default, eglot's ``eglot-send-changes-idle-time``), every change since in one
+  notification; answers a stale versioned edit with a JSON-RPC error (code 32603, positive),
+  as eglot does.
 
 Every applied server edit is echoed back as a ``didChange``, as real editors do.
 """
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pygls.protocol import JsonRPCNotification
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import make_test_lsp_client
@@ -68,7 +73,7 @@ class Editor:
         encoding: str = "utf-16",
         init_options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
-        debounce: float = 0.05,
+        debounce: float | None = None,
         inline_completion: bool = True,
         keep_notifications: int | None = None,
         answer_delay: float = 0.0,
@@ -78,7 +83,7 @@ class Editor:
         self.encoding = PositionEncoding(encoding)
         self.init_options = init_options
         self.env = env or {}
-        self.debounce = debounce
+        self.debounce = debounce if debounce is not None else 0.5 if style == "eglot" else 0.05
         self.inline_completion = inline_completion
         self.buffers: dict[str, Buffer] = {}
         self.client: LanguageClient = make_test_lsp_client()
@@ -88,6 +93,7 @@ class Editor:
         self._keep = keep_notifications
         self.rejected = 0
         self.applied = 0
+        self.requests = 0  # workspace/applyEdit requests received
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._edit_arrived = asyncio.Event()
 
@@ -245,7 +251,13 @@ class Editor:
 
     def _changed(self, buf: Buffer, changes: list[lsp.TextDocumentContentChangeEvent]) -> None:
         buf.version += 1
-        if self.style == "neovim":
+        if self.style == "eglot":  # an idle timer, restarted by every change
+            buf.pending.extend(changes)
+            flusher = self._flushers.get(buf.uri)
+            if flusher is not None:
+                flusher.cancel()
+            self._flushers[buf.uri] = asyncio.ensure_future(self._debounced(buf))
+        elif self.style == "neovim":
             buf.pending.extend(changes)
             if buf.uri not in self._flushers or self._flushers[buf.uri].done():
                 self._flushers[buf.uri] = asyncio.ensure_future(self._debounced(buf))
@@ -275,6 +287,7 @@ class Editor:
 
     def _on_apply_edit(self, params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
         self._edit_arrived.set()
+        self.requests += 1
         for change in params.edit.document_changes or []:
             assert isinstance(change, lsp.TextDocumentEdit)
             buf = self.buffers.get(change.text_document.uri)
@@ -284,6 +297,13 @@ class Editor:
                 self.rejected += 1
                 if self.style == "neovim":
                     return lsp.ApplyWorkspaceEditResult(applied=True)  # skipped, yet "applied"
+                if self.style == "eglot":
+                    name = Path(change.text_document.uri).name
+                    raise JsonRpcException(
+                        f"Edits on '{name}' require version {change.text_document.version}, "
+                        f"you have {buf.version}",
+                        code=32603,
+                    )
                 return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="stale version")
             index = LineIndex(buf.text)
             spans = []

@@ -86,7 +86,23 @@ Events
   if the edit has somewhere to land on the shadow (a candidate ``S_j`` for the changes so
   far): the editor applied it after them, and its echo comes in the next notification.
 - Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
-  buffered changes are fed to the CRDT as user typing, transformed as above.
+  buffered changes are fed to the CRDT as user typing, transformed as above. A runaway guard:
+  where the editor said "applied" (or did not answer) and its changes re-insert all the text
+  the edit inserts, they may be an echo in a shape the bridge does not know; fed as typing,
+  the edit would go out and come back forever. After ``runaway_limit`` such edits in a row the
+  changes are dropped instead (the CRDT wins), a repair is counted (``runaways`` too) and
+  nothing is sent until the editor changes something while no edit is in flight.
+- The end of the text: a position after the shadow's final line break is a line Neovim does
+  not have (``eol`` keeps the final line break outside its lines); an edit there makes it
+  append lines, differently in 0.10 and 0.12. Every edit that reaches past the final line break
+  is sent as the equivalent edit before it (``"c\n"`` at (2,0) of ``"a\nb\n"`` as ``"\nc"`` at
+  (1,1)), which every editor applies as sent.
+- Final newline (``final_newline``: the editor keeps one outside its lines, Neovim's ``eol``;
+  the server sets it from ``clientInfo``): such an editor cannot hold a text without a final
+  newline, nor delete it. When the CRDT text lacks one and the shadow has one, the editor is
+  sent the CRDT text plus that line break, and ``queued`` keeps only its deletion, never sent
+  (I2 holds: the shadow is the CRDT text plus that line break). The room keeps exactly what
+  the teammates typed, Neovim shows the same lines, and neither side fights the other.
 
 ``check()`` verifies I1 (and I2 when idle) in O(n). A mirror that differs from the CRDT is
 treated as a missed remote change; a queue that does not lead from the shadow to the CRDT is
@@ -113,6 +129,12 @@ Limitations
   and taken for typing.
 - Two editors that insist on different line-break styles for the same file will rewrite each
   other's line breaks back and forth.
+- With ``final_newline``, the editor's text is the CRDT's plus a final line break wherever the
+  CRDT lacks one: a deletion of the final newline by a teammate does not reach it (plain LSP
+  cannot clear ``eol``). A Neovim buffer whose ``eol`` is off and whose last line is empty
+  looks the same and is treated the same (its final newline is then not deleted either).
+  An editor that adds a final newline on its own without being known to (not Neovim) is
+  stopped by the runaway guard, at the price of up to ``runaway_limit`` duplicates.
 - ``applied: true`` from an editor that then never sends another ``didChange`` (it skipped the
   edit without any pending change) leaves the edit in flight; no editor we know does that.
   Neither does Neovim, except where it applied an edit for version 0 where the bridge does not
@@ -528,6 +550,10 @@ _MAX_EDITS = 8
 """An edit for an unchecked version is looked for on top of the user's typing only if it has at
 most this many TextEdits (the work per buffered change grows with their square)."""
 
+RUNAWAY_LIMIT = 3
+"""How many edits in a row may be judged not applied while the editor's changes re-insert
+their text (an echo the bridge does not recognise) before the bridge stops sending."""
+
 
 @dataclass(slots=True)
 class _Candidate:
@@ -562,16 +588,26 @@ class Bridge:
         version: int,
         encoding: PositionEncoding = PositionEncoding.UTF16,
         editor_text: str | None = None,
+        final_newline: bool = False,
+        runaway_limit: int = RUNAWAY_LIMIT,
     ) -> None:
         """``text`` must be integrated in a ``Doc``. ``editor_text`` is the buffer the editor
         opened with (``didOpen``); when it differs from the CRDT, the first
-        :meth:`next_apply_edit` turns it into the CRDT text."""
+        :meth:`next_apply_edit` turns it into the CRDT text. ``final_newline``: the editor
+        keeps a final line break outside its lines (Neovim's ``eol``). ``runaway_limit``: how
+        many edits in a row may come back as typing that re-inserts their own text before the
+        bridge stops (see the module docstring)."""
         if origin is None:
             raise BridgeError("the bridge needs an origin to tell its own changes apart")
         self.origin = origin
         self.encoding = encoding
         self.version = version
         self.repairs = 0
+        self.final_newline = final_newline
+        self.runaway_limit = runaway_limit
+        self.runaways = 0  # loops stopped (each also counted in ``repairs``)
+        self._suspect = 0  # edits in a row whose echo came back as typing of their own text
+        self._stalled = False  # a loop was stopped: send nothing until the editor changes
         self._text = text
         self._doc = text.doc
         current = str(text)
@@ -601,8 +637,10 @@ class Bridge:
 
     @property
     def has_pending(self) -> bool:
-        """Whether remote changes wait for the editor (sent or not)."""
-        return self._flight is not None or not self._queued.is_noop
+        """Whether remote changes wait for the editor (sent or not). A final newline the
+        editor keeps and the CRDT lacks is not one: it cannot be sent (see
+        :meth:`_outgoing`)."""
+        return self._flight is not None or not self._outgoing()[0].is_noop
 
     @property
     def shared_index(self) -> LineIndex:
@@ -626,6 +664,8 @@ class Bridge:
 
     def local_change(self, version: int, changes: Sequence[TextChange]) -> None:
         """A ``didChange``: ``changes`` in order, each on the text the previous one produced."""
+        if self._flight is None and changes:
+            self._stalled = False  # the editor changed on its own: it is not looping
         with self._doc.transaction(origin=self.origin):
             for change in changes:
                 self._editor_change(change)
@@ -687,6 +727,7 @@ class Bridge:
             return
         # The changes so far were the echo of the edit in flight.
         self._flight = None
+        self._suspect = 0
         if match.correction is not None:
             self._feed(match.correction)
 
@@ -837,9 +878,11 @@ class Bridge:
 
     def next_apply_edit(self) -> ApplyEdit | None:
         """The edit to send now, if any; it is then in flight until resolved."""
-        if self._flight is not None or self._queued.is_noop:
+        if self._flight is not None or self._stalled:
             return None
-        sent = self._queued
+        sent, rest = self._outgoing()
+        if sent.is_noop:
+            return None
         shadow = self._shadow
         wire = self._wire_edits(sent)
         edits = tuple(
@@ -864,13 +907,42 @@ class Bridge:
                         variant,
                     )
                 )
-        self._queued = TextOp.identity(sent.target_length)
+        self._queued = rest
         self._last_id += 1
         ranges = tuple(edit.range for edit in edits)
         # Neovim applies an edit for version 0 (or null) without checking the buffer's version.
         unchecked = self.version <= 0 and len(wire) <= _MAX_EDITS
         self._flight = _Flight(self._last_id, sent, candidates, ranges, unchecked)
         return ApplyEdit(self._last_id, self.version, edits)
+
+    def _kept_newline(self) -> str:
+        """The final line break of the shadow ("" if none): what an editor that keeps one
+        outside its lines holds after any text of its own."""
+        shadow = self._shadow
+        size = len(shadow)
+        if size and shadow.slice(size - 1, size) == "\n":
+            return "\r\n" if size > 1 and shadow.slice(size - 2, size - 1) == "\r" else "\n"
+        return ""
+
+    def _outgoing(self) -> tuple[TextOp, TextOp]:
+        """``(send, rest)`` with ``queued == send . rest``: ``send`` is what the editor can
+        apply, ``rest`` what stays queued after it. ``rest`` is empty except for an editor that
+        keeps a final line break (:attr:`final_newline`) when the CRDT text lacks one: that
+        editor's text is the CRDT's plus its line break, which it cannot delete and adds where
+        an edit leaves it out, so the line break is left out of ``send``'s deletions and added
+        to its target, and ``rest`` deletes it (never sent: idle, ``queued`` is then that
+        deletion and I2 still holds)."""
+        queued = self._queued
+        size = queued.target_length
+        identity = TextOp.identity(size)
+        if not self.final_newline or self._flight is not None:
+            return queued, identity
+        kept = self._kept_newline()
+        mirror = self._mirror
+        if not kept or len(mirror) != size or mirror.slice(size - 1, size) == "\n":
+            return queued, identity
+        send = _narrow(queued.compose(TextOp((size, kept))), self._shadow)
+        return send, TextOp((size, -len(kept)))
 
     def _wire_edits(self, op: TextOp) -> list[Edit]:
         """``op`` as LSP-addressable edits: no boundary between the ``\\r`` and ``\\n`` of a
@@ -892,7 +964,41 @@ class Bridge:
                 previous = result.pop()
                 start, text = previous.start, previous.text + text
             result.append(Edit(start, end, text))
+        if result:
+            result[-1] = self._before_final_newline(
+                result[-1], result[-2] if len(result) > 1 else None
+            )
         return result
+
+    def _before_final_newline(self, edit: Edit, previous: Edit | None) -> Edit:
+        """``edit`` moved before the shadow's final line break where it reaches past it, the
+        result the same. A position after the final line break is a line Neovim does not have
+        (its ``eol`` keeps the line break outside its lines): an edit there makes it append
+        lines (``"c"`` at (2,0) of ``"a\\nb\\n"`` gives ``"a\\nb\\nc\\n"``; 0.10 and 0.12
+        differ for ``"c\\n"``), while one that ends at the last line's end is applied as sent
+        by every editor: ``"c\\n"`` at (2,0) is sent as ``"\\nc"`` at (1,1), and deleting
+        ``"c\\n"`` after ``"b\\n"`` as deleting ``"\\nc"``."""
+        shadow = self._shadow
+        size = len(shadow)
+        kept = self._kept_newline()
+        k = len(kept)
+        if not kept or edit.end != size:
+            return edit
+        start, text = edit.start, edit.text
+        if text.endswith(kept) and start < size:  # it replaces the line break by itself
+            moved = Edit(start, size - k, text[:-k]) if start <= size - k else edit
+        elif text.endswith(kept):  # an insert after the line break
+            moved = Edit(size - k, size - k, kept + text[:-k])
+        elif not text and start >= k and shadow.slice(start - k, start) == kept:
+            moved = Edit(start - k, size - k, "")  # a deletion of whole last lines
+        else:
+            return edit
+        if (previous is not None and previous.end > moved.start) or moved.text.endswith("\r"):
+            return edit  # it would overlap, or put a "\r" before the kept "\n"
+        for offset in (moved.start, moved.end):
+            if 0 < offset < size and shadow.slice(offset - 1, offset + 1) == "\r\n":
+                return edit  # LSP cannot address a position inside a CRLF
+        return moved
 
     def edit_result(self, edit_id: int, applied: bool) -> None:
         """The answer to :meth:`next_apply_edit`'s edit ``edit_id``.
@@ -916,13 +1022,31 @@ class Bridge:
             flight.answered = True
         else:
             with self._doc.transaction(origin=self.origin):
-                self._not_applied()
+                self._not_applied(said_applied=applied)
 
-    def _not_applied(self) -> None:
+    def _not_applied(self, *, said_applied: bool = True) -> None:
+        """The edit in flight was not applied; ``said_applied``: the editor said it was (or
+        did not answer), so its changes may be an echo the bridge did not recognise."""
         flight = self._flight
         assert flight is not None
         self._flight = None
         self._queued = flight.sent.compose(self._queued)
+        if said_applied and _reinserts(flight):
+            # The editor's changes hold the text of the edit it did not apply: its echo in a
+            # shape the bridge does not know? Fed as typing, the edit would be sent again and
+            # come back again, growing the text each time (a loop). After ``runaway_limit``
+            # such edits in a row, stop: drop the changes (the CRDT wins, as in check()), count
+            # a repair and send nothing until the editor changes something on its own.
+            self._suspect += 1
+            if self._suspect >= self.runaway_limit:
+                self._suspect = 0
+                self._stalled = True
+                self.runaways += 1
+                self.repairs += 1
+                self._queued = diff(self._shadow.text, self._mirror.text)
+                return
+        else:
+            self._suspect = 0
         for op in flight.changes:
             self._feed(op)
 
@@ -956,6 +1080,16 @@ class Bridge:
             self._queued = self._queued.compose(missed)
         elif self._flight is None:
             self._queued = diff(self._shadow.text, current)
+
+
+def _reinserts(flight: _Flight) -> bool:
+    """Whether the changes buffered during ``flight`` insert all the text its edit inserts
+    (each inserted piece found among theirs): an echo in disguise rather than typing."""
+    sent = [edit.text for edit in flight.sent.edits() if edit.text]
+    if not sent or not flight.changes:
+        return False
+    typed = "".join(part for op in flight.changes for part in op.parts if isinstance(part, str))
+    return all(piece in typed for piece in sent)
 
 
 def _reproduces(op: TextOp, index: LineIndex) -> bool:

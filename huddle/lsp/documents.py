@@ -52,19 +52,32 @@ class Buffer:
     recorded: list[tuple[int, list[TextChange]]] = field(default_factory=list)
     bridge: Bridge | None = None
     sending: bool = False
+    # After a rejected edit (``applied: false`` or an error answer): send nothing until the
+    # editor's next didChange or the end of a backoff (an editor that reports its changes late,
+    # such as eglot, would otherwise be sent the same stale edit again and again).
+    held: bool = False
+    rejections: int = 0  # rejected edits in a row (the backoff doubles with each)
     dirty: bool = True  # changed since the safety net last checked it
     open_version: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.open_version = self.version
 
-    def bind(self, text: Text, origin: Hashable, encoding: PositionEncoding) -> None:
+    def bind(
+        self,
+        text: Text,
+        origin: Hashable,
+        encoding: PositionEncoding,
+        *,
+        final_newline: bool = False,
+    ) -> None:
         bridge = Bridge(
             text,
             origin=origin,
             version=self.open_version,
             encoding=encoding,
             editor_text=self.opened_with,
+            final_newline=final_newline,
         )
         for version, changes in self.recorded:
             bridge.local_change(version, changes)
@@ -73,13 +86,14 @@ class Buffer:
 
     def change(self, version: int, changes: list[TextChange]) -> None:
         self.version = version
+        self.held = False  # the editor has told what it has: an edit can be based on it
         if self.bridge is None:
             self.recorded.append((version, changes))
         else:
             self.bridge.local_change(version, changes)
 
     def next_edit(self) -> ApplyEdit | None:
-        if self.bridge is None or self.sending:
+        if self.bridge is None or self.sending or self.held:
             return None
         return self.bridge.next_apply_edit()
 

@@ -51,6 +51,8 @@ PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
 # A teammate's head and anchor in the editor's coordinates (None: not in the text).
 CursorPair = tuple[dict[str, int] | None, dict[str, int] | None]
 CHECK_INTERVAL = 2.0  # how often idle buffers are checked against the CRDT (seconds)
+RETRY_BACKOFF = 0.5  # after a rejected edit, the first wait for the editor's next change (s)
+RETRY_BACKOFF_MAX = 8.0  # doubled with each rejection in a row, up to this (seconds)
 
 
 class HuddleProtocol(LanguageServerProtocol):
@@ -104,6 +106,9 @@ class HuddleServer(LanguageServer):
         self.settings: LspSettings | None = None
         self.settings_error: str | None = None
         self.encoding = PositionEncoding.UTF16
+        # The editor keeps a file's final newline outside its lines (Neovim's 'eol'): tells the
+        # bridge what such an editor makes of a text without one (see Bridge.final_newline).
+        self.final_newline = False
         self.session: Session | None = None
         self.buffers: dict[str, Buffer] = {}
         self.origin = ("huddle-lsp", id(self))
@@ -235,7 +240,7 @@ class HuddleServer(LanguageServer):
             await client.synced.wait()
             existing = schema.files(session.doc).get(buffer.path)
             if isinstance(existing, Text):
-                buffer.bind(existing, self.origin, self.encoding)
+                buffer.bind(existing, self.origin, self.encoding, final_newline=self.final_newline)
                 log.info("shared %s", buffer.path)
                 if self._focus == buffer.uri and (self._cursor or ("",))[0] != buffer.path:
                     self._cursor = (buffer.path, 0, 0)  # where the user is now, until they type
@@ -340,14 +345,18 @@ class HuddleServer(LanguageServer):
         # An answer after the timeout still finds its request waiting (pygls fails on the
         # answer to a cancelled one), and is dropped: the next didChange has told already.
         request.add_done_callback(lambda done: done.cancelled() or done.exception())
+        rejected = False
         try:
             result = await asyncio.wait_for(asyncio.shield(request), timeout)
             applied = bool(result.applied)
+            rejected = not applied
         except TimeoutError:
             applied = True  # no answer: the next didChange tells (see Bridge.edit_result)
         except Exception as exc:
-            log.warning("applyEdit failed: %s", exc)
+            # eglot answers a stale versioned edit with an error, not "applied: false".
+            log.info("applyEdit failed: %s", exc)
             applied = False
+            rejected = True
         finally:
             buffer.sending = False
         try:
@@ -356,7 +365,29 @@ class HuddleServer(LanguageServer):
         except CollabError:  # a bug must not leave the buffer stuck with an edit in flight
             log.exception("bridge failed on the answer to edit %d of %s", edit_id, buffer.path)
             buffer.dirty = True
+        if rejected:
+            self._hold(buffer)
+        else:
+            buffer.rejections = 0
         self._pump(buffer)
+
+    def _hold(self, buffer: Buffer) -> None:
+        """After a rejected edit, send the buffer nothing until the editor's next didChange
+        (its version moved on: the rejection's usual cause) or a backoff that doubles with each
+        rejection in a row (an editor that rejects for another reason, with nothing to report)."""
+        buffer.held = True
+        backoff = RETRY_BACKOFF
+        if self.settings is not None and self.settings.edit_retry_backoff_s is not None:
+            backoff = self.settings.edit_retry_backoff_s
+        delay = min(backoff * 2**buffer.rejections, max(backoff, RETRY_BACKOFF_MAX))
+        buffer.rejections += 1
+
+        def release() -> None:
+            if buffer.held and self.buffers.get(buffer.uri) is buffer:
+                buffer.held = False
+                self._pump(buffer)
+
+        asyncio.get_running_loop().call_later(delay, release)
 
     # -- presence ------------------------------------------------------------------------
 
@@ -513,6 +544,7 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
         ls.root = Path(fs_root) if fs_root else None
         ls.rules = ShareRules(ls.root) if ls.root else None
         ls.encoding = PositionEncoding(ls.workspace.position_encoding or PositionEncoding.UTF16)
+        ls.final_newline = params.client_info is not None and params.client_info.name == "Neovim"
         try:
             ls.settings = resolve(params.initialization_options, ls.root)
         except SettingsError as exc:

@@ -21,6 +21,7 @@ ENV = {
     "user": "HUDDLE_USER",
     "completion_scope": "HUDDLE_COMPLETION_SCOPE",
     "apply_edit_timeout_s": "HUDDLE_APPLY_EDIT_TIMEOUT_S",
+    "edit_retry_backoff_s": "HUDDLE_EDIT_RETRY_BACKOFF_S",
 }
 
 
@@ -37,6 +38,13 @@ class LspSettings(BaseModel):
     )
     apply_edit_timeout_s: float | None = Field(
         None, gt=0, le=600, description="how long to wait for the editor to answer an edit"
+    )
+    edit_retry_backoff_s: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="after the editor rejects an edit, how long to wait at most for its next "
+        "change before sending again (doubled with each rejection in a row, up to 8 s)",
     )
 
     @property
