@@ -18,12 +18,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import jwt
 from pycrdt import Doc
 
 from huddle.lsp.settings import LspSettings
 from huddle.server.auth import Role, TokenSigner
-from huddle.server.client import HubClient, Status, room_url
+from huddle.server.client import HubClient, Status, claimed, room_url
 from huddle.server.config import HubConfig, default_data_dir
 from huddle.server.datadir import DataDirBusy
 from huddle.server.hub import Hub
@@ -50,7 +49,7 @@ class Session:
         self.settings = settings
         # The hub publishes presence under the token's user, whatever name a client claims:
         # show the user the name teammates see (and follow) them by.
-        self.user = _token_user(settings.token) or settings.user or "me"
+        self.user = claimed(settings.token, "sub") or settings.user or "me"
         self.color = settings.color or color_for(self.user)
         self.room = settings.room or "workspace"
         self.doc: Doc[Any] = Doc()
@@ -199,18 +198,6 @@ def _alive(pid: int) -> bool:
 async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-def _token_user(token: str | None) -> str | None:
-    """The user a token names, read without verifying it (only the hub can verify)."""
-    if not token:
-        return None
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError:
-        return None
-    user = claims.get("sub")
-    return user if isinstance(user, str) and user else None
 
 
 def _name(state: dict[str, Any]) -> str:

@@ -68,7 +68,7 @@ class HubClient:
         self.status = Status.CONNECTING
         self.status_reason = ""
         # Informational only: the hub enforces the role whatever the client believes.
-        self.read_only = _claimed_role(token) == "read"
+        self.read_only = claimed(token, "role") == "read"
         self.synced = asyncio.Event()
         self.peers: dict[int, dict[str, Any]] = {}
         self._ssl = ssl_context
@@ -325,13 +325,14 @@ class HubClient:
                     self._send_presence()
 
 
-def _claimed_role(token: str | None) -> str | None:
-    """The role a token claims, read without verifying it (only the hub can verify)."""
+def claimed(token: str | None, claim: str) -> str | None:
+    """A string claim of ``token`` (``role``, ``sub``), read without verifying it: only the
+    hub can verify, so this is for display, never for a decision."""
     if not token:
         return None
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         return None
-    role = claims.get("role")
-    return role if isinstance(role, str) else None
+    value = claims.get(claim)
+    return value if isinstance(value, str) and value else None
