@@ -359,3 +359,77 @@ def test_version_0_edit_with_nowhere_to_land_over_reported_typing_is_not_applied
     nvim.flush(bridge)  # Neovim's report of the edit it applied to nothing
     _settle(text, bridge, nvim)
     assert nvim.buffer == "\n"
+
+
+# --- Neovim's ambiguous line diffs (issue 13, item 2) ------------------------------------------
+
+
+def _concurrent(initial: str, theirs_edit: Any, change: TextChange) -> tuple[str, str]:
+    """The editor reports ``change`` while a teammate's edit (not yet seen by the editor)
+    reaches the CRDT first; returns the shared text and the editor's once the edit is sent."""
+    local, remote = Doc(), Doc()
+    text = local.get("t", type=Text)
+    text.insert(0, initial)
+    remote.apply_update(local.get_update())
+    theirs = remote.get("t", type=Text)
+    bridge = Bridge(text, origin="me", version=1, line_diffs=True)
+    before = remote.get_state()
+    theirs_edit(theirs)
+    local.apply_update(remote.get_update(before))
+    bridge.local_change(2, [change])
+    edit = bridge.next_apply_edit()
+    editor = LineIndex(bridge.shadow)
+    if edit is not None:
+        for sent in sorted(edit.edits, key=lambda e: editor.offset_at(e.range.start), reverse=True):
+            editor.replace(
+                editor.offset_at(sent.range.start), editor.offset_at(sent.range.end), sent.new_text
+            )
+    return str(text), editor.text
+
+
+def test_insert_read_as_typed_before_equal_characters() -> None:
+    # "x1" typed at (0,0) of "xyz" is reported as "1x" at (0,1); a teammate deleted "xyz".
+    def delete_xyz(theirs: Text) -> None:
+        del theirs[0:3]
+
+    change = TextChange(R(P(0, 1), P(0, 1)), "1x")
+    assert _concurrent("xyz\n", delete_xyz, change) == ("x1\n", "x1\n")
+
+
+def test_line_deletion_read_as_whole_lines() -> None:
+    # Deleting "foo\n" (line 1) of "foo\nfoo bar" is reported as deleting "\nfoo" at (0,3);
+    # a teammate inserted "X" at the start of line 2 meanwhile.
+    def insert_x(theirs: Text) -> None:
+        theirs.insert(4, "X")
+
+    change = TextChange(R(P(0, 3), P(1, 3)), "")
+    assert _concurrent("foo\nfoo bar", insert_x, change) == ("Xfoo bar", "Xfoo bar")
+
+
+def test_typing_after_equal_characters_keeps_the_reported_reading() -> None:
+    # "o" appended to "foo " is reported at (0,3): the end of the word, as typed. A teammate's
+    # "Z" between "f" and "oo" stays there.
+    def insert_z(theirs: Text) -> None:
+        theirs.insert(1, "Z")
+
+    change = TextChange(R(P(0, 3), P(0, 3)), "o")
+    assert _concurrent("foo bar", insert_z, change) == ("fZooo bar", "fZooo bar")
+
+
+def test_keystrokes_of_one_notification_continue_where_the_last_ended() -> None:
+    # "x" then "1" typed at (0,0) of "xyz", one change each in one notification: "x" at (0,1)
+    # (rightmost reading), then "1" at (0,1). Read together: "x1" before "xyz".
+    local = Doc()
+    text = local.get("t", type=Text)
+    text.insert(0, "xyz\n")
+    remote = Doc()
+    remote.apply_update(local.get_update())
+    theirs = remote.get("t", type=Text)
+    bridge = Bridge(text, origin="me", version=1, line_diffs=True)
+    before = remote.get_state()
+    del theirs[0:3]
+    local.apply_update(remote.get_update(before))
+    bridge.local_change(
+        2, [TextChange(R(P(0, 1), P(0, 1)), "x"), TextChange(R(P(0, 1), P(0, 1)), "1")]
+    )
+    assert str(text) == "x1\n"

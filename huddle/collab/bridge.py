@@ -48,6 +48,19 @@ Events
   ``(u', queued') = transform(u, queued)``; ``u'`` goes into the CRDT inside one transaction
   with ``origin`` per notification. Editors send several changes per notification (Neovim
   batches for 150 ms) and versions may jump: the version is only recorded, never predicted.
+- Readings: a change is a text, not an intention. Neovim reports a diff of lines (the span
+  between the old and new line's common prefix and suffix), so an insert or a deletion that
+  borders on equal characters has several readings that give the same buffer (``"x1"`` typed
+  before ``"xyz"`` arrives as ``"1x"`` after its ``x``). They differ only in which characters
+  the CRDT takes for the user's, which decides where a concurrent edit lands. For an editor
+  that reports line diffs (``line_diffs``: Neovim, told by its ``clientInfo``; VS Code and
+  eglot report the change itself, which is left alone) each pure insert or pure deletion is
+  fed as the reading ``readings.choose`` prefers (its docstring has the rule): one that
+  starts where the previous change of the notification ended (the cursor), then one that
+  keeps whole lines, then whole words, then the one nearest to the report. Changes marked
+  ``exact`` (``local_change(exact=True)``: Huddle's Neovim plugin sends what ``on_bytes``
+  saw, and ``huddle lsp`` uses it where it leads to the text of the report) are fed as they
+  are: there is nothing to guess.
 - ``next_apply_edit``: sends ``queued`` as simultaneous, non-overlapping ``TextEdit``\\ s on the
   shadow at ``version`` (an edit boundary between ``\\r`` and ``\\n`` is widened to the whole
   CRLF, which LSP can address); ``queued`` becomes empty and the edit is in flight.
@@ -84,7 +97,10 @@ Events
   the next notification (Neovim sends it debounced, after its answer) — if that one is not it,
   the edit was skipped. For an unchecked version, changes that already arrived do not decide
   if the edit has somewhere to land on the shadow (a candidate ``S_j`` for the changes so
-  far): the editor applied it after them, and its echo comes in the next notification.
+  far): the editor applied it after them, and its echo comes in the next notification. The
+  same for any version with ``late_applies`` (VS Code: its "applied: true" is true, but a
+  keystroke that falls between its version check, in the extension host, and the workbench
+  applying the edit is reported first, then the answer, then the edit at the positions sent).
 - Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
   buffered changes are fed to the CRDT as user typing, transformed as above. A runaway guard:
   where the editor said "applied" (or did not answer) and its changes re-insert all the text
@@ -127,6 +143,14 @@ Limitations
   an unchecked version, at its positions on a later text) is taken for its echo. For an
   unchecked version the edit itself, arriving after that typing, is then applied once more
   and taken for typing.
+- Readings (plain LSP): the rule is a heuristic. It cannot know what the user meant, only
+  what is likely: a user who really typed ``"1x"`` after the ``x`` of ``"xyz"`` is read as
+  having typed ``"x1"`` before it. A reading differs from the user's only next to an edit a
+  teammate made inside the window (after what the editor was last sent, before its report;
+  Neovim's debounce), and only in where that edit lands; every buffer still converges.
+  Replacements (a deletion and an insert in one change) are not re-read. With Huddle's Neovim
+  plugin the exact changes count instead, for every change whose ``on_bytes`` arrived before
+  its ``didChange`` and leads to the same text (else the report is used, with the rule).
 - Two editors that insist on different line-break styles for the same file will rewrite each
   other's line breaks back and forth.
 - With ``final_newline``, the editor's text is the CRDT's plus a final line break wherever the
@@ -155,6 +179,7 @@ from typing import Any
 
 from pycrdt import Subscription, Text, TextEvent
 
+from huddle.collab import readings
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import LineIndex, PositionEncoding, PositionError, Range
 
@@ -590,13 +615,17 @@ class Bridge:
         editor_text: str | None = None,
         final_newline: bool = False,
         runaway_limit: int = RUNAWAY_LIMIT,
+        line_diffs: bool = False,
+        late_applies: bool = False,
     ) -> None:
         """``text`` must be integrated in a ``Doc``. ``editor_text`` is the buffer the editor
         opened with (``didOpen``); when it differs from the CRDT, the first
         :meth:`next_apply_edit` turns it into the CRDT text. ``final_newline``: the editor
         keeps a final line break outside its lines (Neovim's ``eol``). ``runaway_limit``: how
         many edits in a row may come back as typing that re-inserts their own text before the
-        bridge stops (see the module docstring)."""
+        bridge stops (see the module docstring). ``late_applies``: the editor's ``applied:
+        true`` is true, and it may apply a checked edit over changes it reported before that
+        answer (VS Code; not Neovim, which says it for edits it skipped)."""
         if origin is None:
             raise BridgeError("the bridge needs an origin to tell its own changes apart")
         self.origin = origin
@@ -604,10 +633,16 @@ class Bridge:
         self.version = version
         self.repairs = 0
         self.final_newline = final_newline
+        # The editor reports a diff of lines, not what was typed (Neovim): its pure inserts and
+        # deletions are re-read (see Readings). Other editors report the change itself.
+        self.line_diffs = line_diffs
+        self.late_applies = late_applies
         self.runaway_limit = runaway_limit
         self.runaways = 0  # loops stopped (each also counted in ``repairs``)
         self._suspect = 0  # edits in a row whose echo came back as typing of their own text
         self._stalled = False  # a loop was stopped: send nothing until the editor changes
+        self._caret: int | None = None  # where the editor's last change ended (its cursor)
+        self._exact = False  # the changes being fed are the editor's own, not a diff
         self._text = text
         self._doc = text.doc
         current = str(text)
@@ -662,10 +697,16 @@ class Bridge:
 
     # --- editor -> CRDT -----------------------------------------------------------------------
 
-    def local_change(self, version: int, changes: Sequence[TextChange]) -> None:
-        """A ``didChange``: ``changes`` in order, each on the text the previous one produced."""
+    def local_change(
+        self, version: int, changes: Sequence[TextChange], exact: bool = False
+    ) -> None:
+        """A ``didChange``: ``changes`` in order, each on the text the previous one produced.
+        ``exact``: they are the changes the editor made (Huddle's Neovim plugin), not a diff
+        of its text, so they are taken as they are, not re-read."""
         if self._flight is None and changes:
             self._stalled = False  # the editor changed on its own: it is not looping
+        self._caret = None  # the end of the previous change: known within one notification
+        self._exact = exact
         with self._doc.transaction(origin=self.origin):
             for change in changes:
                 self._editor_change(change)
@@ -693,6 +734,11 @@ class Bridge:
             # Fed as delete + re-insert, two such changes at once would double the tail, and a
             # concurrent deletion inside it would be undone: keep only what really changed.
             start, end, inserted = _trim(shadow.slice(start, end), start, end, inserted)
+        # A line diff admits several readings where the change borders on equal characters
+        # ("x1" typed before "xyz" arrives as "1x" after its "x"): take the one the user meant.
+        if self.line_diffs and not self._exact:
+            start, end, inserted = readings.choose(shadow, start, end, inserted, self._caret)
+        self._caret = start + len(inserted)
         change = TextChange(change.range, inserted)
         op = TextOp.from_edit(len(shadow), start, end, change.text)
         flight = self._flight
@@ -910,8 +956,10 @@ class Bridge:
         self._queued = rest
         self._last_id += 1
         ranges = tuple(edit.range for edit in edits)
-        # Neovim applies an edit for version 0 (or null) without checking the buffer's version.
-        unchecked = self.version <= 0 and len(wire) <= _MAX_EDITS
+        # Neovim applies an edit for version 0 (or null) without checking the buffer's version;
+        # VS Code (``late_applies``) may apply a checked one over a keystroke it reports first,
+        # and may report the edit before or after its answer.
+        unchecked = (self.version <= 0 or self.late_applies) and len(wire) <= _MAX_EDITS
         self._flight = _Flight(self._last_id, sent, candidates, ranges, unchecked)
         return ApplyEdit(self._last_id, self.version, edits)
 
@@ -1012,8 +1060,12 @@ class Bridge:
             return
         # Nothing buffered: the echo must come next. An edit for an unchecked version is applied
         # even over changes the editor reported first: its echo comes after them (if it has
-        # somewhere to land on them). Neovim applies a multi-edit one TextEdit at a time (the
-        # last first) and may send the first of them before its answer: the rest is to come.
+        # somewhere to land on them). So may a checked one be, by an editor whose "applied:
+        # true" is true (``late_applies``: VS Code, where a keystroke falls between its version
+        # check, in the extension host, and the workbench applying the edit: the keystroke is
+        # reported, then "applied: true", then the edit at its sent positions). Neovim applies
+        # a multi-edit one TextEdit at a time (the last first) and may send the first of them
+        # before its answer: the rest is to come.
         if applied and (
             not flight.changes
             or (flight.unchecked and self._add_split(flight))

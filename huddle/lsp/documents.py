@@ -9,6 +9,7 @@ bridge, which transforms them over whatever the room had, so nothing typed befor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -16,7 +17,14 @@ from lsprotocol import types as lsp
 from pycrdt import Text
 
 from huddle.collab.bridge import ApplyEdit, Bridge, TextChange
-from huddle.collab.positions import Position, PositionEncoding, Range
+from huddle.collab.errors import CollabError
+from huddle.collab.positions import LineIndex, Position, PositionEncoding, Range
+
+log = logging.getLogger("huddle.lsp")
+
+MAX_EXACT = 1024
+"""Exact changes (``huddle/changes``) kept for a buffer until the ``didChange`` they belong to;
+past that they are dropped (that ``didChange`` then falls back to the editor's own report)."""
 
 
 def to_range(value: lsp.Range) -> Range:
@@ -58,6 +66,10 @@ class Buffer:
     held: bool = False
     rejections: int = 0  # rejected edits in a row (the backoff doubles with each)
     dirty: bool = True  # changed since the safety net last checked it
+    # Huddle's Neovim plugin reports each buffer change exactly (on_bytes), in UTF-8 columns,
+    # with the b:changedtick it saw, before Neovim's own debounced didChange (a line diff,
+    # which may be ambiguous). None: a change the plugin could not read back.
+    exact: list[tuple[int, list[TextChange] | None]] = field(default_factory=list)
     open_version: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +82,8 @@ class Buffer:
         encoding: PositionEncoding,
         *,
         final_newline: bool = False,
+        line_diffs: bool = False,
+        late_applies: bool = False,
     ) -> None:
         bridge = Bridge(
             text,
@@ -78,10 +92,13 @@ class Buffer:
             encoding=encoding,
             editor_text=self.opened_with,
             final_newline=final_newline,
+            line_diffs=line_diffs,
+            late_applies=late_applies,
         )
         for version, changes in self.recorded:
             bridge.local_change(version, changes)
         self.recorded.clear()
+        self.exact.clear()  # they belong to the reports just replayed
         self.bridge = bridge
 
     def change(self, version: int, changes: list[TextChange]) -> None:
@@ -90,7 +107,66 @@ class Buffer:
         if self.bridge is None:
             self.recorded.append((version, changes))
         else:
-            self.bridge.local_change(version, changes)
+            exact = self._take_exact(version, changes)
+            if exact is None:
+                self.bridge.local_change(version, changes)
+            else:
+                log.debug("didChange v%d of %s: used the exact changes", version, self.path)
+                self.bridge.local_change(version, exact, exact=True)
+
+    def add_exact(self, tick: int, changes: list[TextChange] | None) -> None:
+        """A ``huddle/changes`` notification: one change, exactly, seen at ``tick``."""
+        self.exact.append((tick, changes))
+        if len(self.exact) > MAX_EXACT:
+            # Too many for one didChange: that one falls back to the editor's report.
+            self.exact = [(tick, None)]
+
+    def _take_exact(self, version: int, reported: list[TextChange]) -> list[TextChange] | None:
+        """The exact changes behind the ``didChange`` that makes ``version``, in the bridge's
+        encoding, where they lead to the text the editor reported; else None (the report is
+        used as it is). O(n): both are applied to copies of the shadow.
+
+        They are all those received since the previous ``didChange``, not a range of versions:
+        Neovim's ``on_bytes`` sees ``b:changedtick`` before the change is counted for most
+        changes (typing: the change that the LSP client reports as version 6 comes with tick 5)
+        and after it for others (put, undo: several versions, then all their bytes with the
+        last tick), so a tick only bounds which ``didChange`` a change can belong to: none
+        before ``tick``. The plugin sends them at once and the client debounces its report,
+        so they arrive first; one that came late (a report sent at once) makes the next
+        comparison fail, and that ``didChange`` falls back to the report as well."""
+        taken = [changes for tick, changes in self.exact if tick <= version]
+        self.exact = [(tick, changes) for tick, changes in self.exact if tick > version]
+        bridge = self.bridge
+        if not taken or bridge is None or any(changes is None for changes in taken):
+            return None
+        shadow = bridge.shadow
+        mine, theirs = LineIndex(shadow), LineIndex(shadow)
+        result: list[TextChange] = []
+        try:
+            for changes in taken:
+                assert changes is not None
+                for change in changes:
+                    assert change.range is not None
+                    start = mine.offset_at(change.range.start, PositionEncoding.UTF8)
+                    end = mine.offset_at(change.range.end, PositionEncoding.UTF8)
+                    if end < start:
+                        return None
+                    where = Range(
+                        mine.position_at(start, bridge.encoding),
+                        mine.position_at(end, bridge.encoding),
+                    )
+                    result.append(TextChange(where, change.text))
+                    mine.replace(start, end, change.text)
+            for change in reported:
+                if change.range is None:
+                    theirs = LineIndex(change.text)
+                    continue
+                start = theirs.offset_at(change.range.start, bridge.encoding)
+                end = theirs.offset_at(change.range.end, bridge.encoding)
+                theirs.replace(min(start, end), max(start, end), change.text)
+        except CollabError:
+            return None
+        return result if mine.text == theirs.text else None
 
     def next_edit(self) -> ApplyEdit | None:
         if self.bridge is None or self.sending or self.held:

@@ -27,12 +27,13 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from huddle import __version__
 from huddle.collab import schema, wire
+from huddle.collab.bridge import TextChange
 from huddle.collab.errors import CollabError
-from huddle.collab.positions import Position, PositionEncoding
+from huddle.collab.positions import Position, PositionEncoding, Range
 from huddle.lsp import stdio, summaries
 from huddle.lsp.anchors import Utf16Offsets, sticky_position
 from huddle.lsp.completion import CompletionFailed, Completions
-from huddle.lsp.documents import Buffer, from_range, to_changes
+from huddle.lsp.documents import MAX_EXACT, Buffer, from_range, to_changes
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.ignore import ShareRules
 from huddle.lsp.room_paths import room_path
@@ -46,6 +47,7 @@ log = logging.getLogger("huddle.lsp")
 STATUS = "huddle/status"
 PEERS = "huddle/peers"
 CURSOR = "huddle/cursor"
+CHANGES = "huddle/changes"  # Huddle's Neovim plugin: the exact changes behind a didChange
 APPLY_EDIT_TIMEOUT = 10.0
 PRESENCE_INTERVAL = 0.05  # coalesce cursor and peer updates (seconds)
 # A teammate's head and anchor in the editor's coordinates (None: not in the text).
@@ -109,6 +111,10 @@ class HuddleServer(LanguageServer):
         # The editor keeps a file's final newline outside its lines (Neovim's 'eol'): tells the
         # bridge what such an editor makes of a text without one (see Bridge.final_newline).
         self.final_newline = False
+        self.line_diffs = False  # it reports changes as diffs of lines (Bridge.line_diffs)
+        # Its "applied: true" is true (not Neovim's, said for skipped edits): see
+        # Bridge.late_applies.
+        self.late_applies = False
         self.session: Session | None = None
         self.buffers: dict[str, Buffer] = {}
         self.origin = ("huddle-lsp", id(self))
@@ -128,6 +134,7 @@ class HuddleServer(LanguageServer):
         # Teammates' cursors as last resolved, by client id: (what they depend on, head, anchor).
         self._peer_cursors: dict[int, tuple[tuple[Any, ...], CursorPair]] = {}
         self._uris: dict[tuple[Path, str], str | None] = {}
+        self.malformed_changes = 0  # huddle/changes notifications ignored as malformed
         self.completions = Completions(self)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -240,7 +247,14 @@ class HuddleServer(LanguageServer):
             await client.synced.wait()
             existing = schema.files(session.doc).get(buffer.path)
             if isinstance(existing, Text):
-                buffer.bind(existing, self.origin, self.encoding, final_newline=self.final_newline)
+                buffer.bind(
+                    existing,
+                    self.origin,
+                    self.encoding,
+                    final_newline=self.final_newline,
+                    line_diffs=self.line_diffs,
+                    late_applies=self.late_applies,
+                )
                 log.info("shared %s", buffer.path)
                 if self._focus == buffer.uri and (self._cursor or ("",))[0] != buffer.path:
                     self._cursor = (buffer.path, 0, 0)  # where the user is now, until they type
@@ -341,6 +355,7 @@ class HuddleServer(LanguageServer):
         timeout = APPLY_EDIT_TIMEOUT
         if self.settings is not None and self.settings.apply_edit_timeout_s is not None:
             timeout = self.settings.apply_edit_timeout_s
+        sent_at = buffer.version
         request = asyncio.ensure_future(self.workspace_apply_edit_async(params))
         # An answer after the timeout still finds its request waiting (pygls fails on the
         # answer to a cancelled one), and is dropped: the next didChange has told already.
@@ -365,7 +380,9 @@ class HuddleServer(LanguageServer):
         except CollabError:  # a bug must not leave the buffer stuck with an edit in flight
             log.exception("bridge failed on the answer to edit %d of %s", edit_id, buffer.path)
             buffer.dirty = True
-        if rejected:
+        if rejected and buffer.version == sent_at:
+            # Not when a didChange came in behind the edit (huddle.el sends its unreported
+            # typing right after a stale rejection): what the editor has is known already.
             self._hold(buffer)
         else:
             buffer.rejections = 0
@@ -532,6 +549,14 @@ class HuddleServer(LanguageServer):
                 return
 
 
+def _position(value: Any) -> Position:
+    """A ``{line, character}`` of a ``huddle/changes`` notification (TypeError if it is not)."""
+    line, character = value.line, value.character
+    if type(line) is not int or type(character) is not int or line < 0 or character < 0:
+        raise TypeError("position")
+    return Position(line, character)
+
+
 def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
     server = HuddleServer(solo_data_dir)
 
@@ -545,6 +570,8 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
         ls.rules = ShareRules(ls.root) if ls.root else None
         ls.encoding = PositionEncoding(ls.workspace.position_encoding or PositionEncoding.UTF16)
         ls.final_newline = params.client_info is not None and params.client_info.name == "Neovim"
+        ls.line_diffs = ls.final_newline  # Neovim, both
+        ls.late_applies = params.client_info is not None and params.client_info.name != "Neovim"
         try:
             ls.settings = resolve(params.initialization_options, ls.root)
         except SettingsError as exc:
@@ -622,6 +649,38 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
             log.warning("ignored a malformed %s notification", CURSOR)
             return
         ls.set_cursor(uri, anchor, head)
+
+    @server.feature(CHANGES)
+    def exact_changes(ls: HuddleServer, params: Any) -> None:
+        """``{textDocument: {uri, version}, changes: [{range, text}] | null}``, ranges in UTF-8
+        columns: one buffer change exactly as the editor made it (Neovim's ``on_bytes``), sent
+        before the debounced ``didChange`` that reports it as a line diff. ``didChange`` uses
+        these where they lead to the same text (see Buffer.change). Anything malformed is
+        ignored (logged once): the didChange it belongs to then falls back to its report."""
+        try:
+            uri = params.textDocument.uri
+            tick = params.textDocument.version
+            raw = params.changes
+            if not isinstance(uri, str) or type(tick) is not int:
+                raise TypeError("textDocument")
+            changes: list[TextChange] | None = None
+            if raw is not None:
+                if not isinstance(raw, list) or len(raw) > MAX_EXACT:
+                    raise TypeError("changes")
+                changes = [
+                    TextChange(Range(_position(c.range.start), _position(c.range.end)), c.text)
+                    for c in raw
+                ]
+                if not all(isinstance(c.text, str) for c in changes):
+                    raise TypeError("text")
+        except (AttributeError, TypeError, ValueError) as exc:
+            ls.malformed_changes += 1
+            if ls.malformed_changes == 1:
+                log.warning("ignored a malformed %s notification (%s)", CHANGES, exc)
+            return
+        buffer = ls.buffers.get(uri)
+        if buffer is not None:
+            buffer.add_exact(tick, changes)
 
     @server.command("huddle.status")
     def status(ls: HuddleServer, *args: Any) -> dict[str, Any]:

@@ -60,6 +60,10 @@ local LSP_LOG_LEVEL = env("LSP_LOG_LEVEL", "info")
 local NVIM_LOG_LEVEL = env("NVIM_LOG_LEVEL", "warn")
 local STDERR = env("LSP_STDERR")
 local TAP = env("TAP", "") -- record the LSP traffic into this JSONL file (lsp_tap.py)
+-- After the edits, once this control file exists, send the pending didChange at once (any LSP
+-- request flushes Neovim's debounced changes first): with a long DEBOUNCE_MS the test decides
+-- when Neovim reports what it typed.
+local FLUSH_ON = env("FLUSH_ON", "")
 local JOURNAL = env("JOURNAL", "") -- record every buffer state and own edit into this file
 
 -- Marks of the initial text (U+0410..), of editor a (U+3400..) and of editor b (U+20000..).
@@ -396,6 +400,18 @@ local function type_edits()
     vim.fn.json_encode({ inserted = state.inserted, deleted = state.deleted })
   )
   snapshots()
+  if FLUSH_ON ~= "" then
+    wait_until("the flush file", DEADLINE_MS, function()
+      return exists(path(FLUSH_ON))
+    end, function()
+      vim.lsp.buf_request(
+        state.buf,
+        "workspace/executeCommand",
+        { command = "huddle.status", arguments = {} },
+        function() end
+      )
+    end)
+  end
   finish()
 end
 
@@ -471,6 +487,16 @@ local function open()
   wait_until("the room's text in the buffer", 30000, function()
     return state.status == "connected" and server_text() == initial
   end, function()
+    if FLUSH_ON ~= "" then
+      -- Report the room's text (the echo of its edit) now, not after DEBOUNCE_MS: the test's
+      -- typing then comes after it, on a version huddle lsp knows.
+      vim.lsp.buf_request(
+        state.buf,
+        "workspace/executeCommand",
+        { command = "huddle.status", arguments = {} },
+        function() end
+      )
+    end
     write_file(path(NAME .. ".ready"), "")
     wait_until("the go file", 30000, function()
       return exists(path("go"))

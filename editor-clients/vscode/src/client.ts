@@ -3,7 +3,9 @@
  * and the custom notifications it sends. A new client is made on every (re)start, because the
  * settings and the token travel in `initializationOptions`.
  */
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
+import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
   type CancellationToken,
@@ -16,7 +18,8 @@ import {
 
 import * as P from './core/protocol';
 import { initializationOptions, type Settings, tokenKey } from './core/settings';
-import { resolveServerCommand, type ServerCommand } from './core/serverCommand';
+import { type Lookup, missingServerMessage, resolveServerCommand, type ServerCommand } from './core/serverCommand';
+import { ServerLog } from './core/serverLog';
 import { NotificationProgressFeature, type ProgressListener } from './ui/progress';
 
 export interface ClientEvents {
@@ -57,13 +60,47 @@ function isExecutable(file: string): boolean {
   }
 }
 
-export function serverCommand(settings: Settings): ServerCommand {
-  return resolveServerCommand(settings.serverCommand, {
+/** The folder the server runs in (vscode-languageclient's default too): the first workspace folder. */
+function serverCwd(): string | undefined {
+  return (vscode.workspace.workspaceFolders ?? []).find((f) => f.uri.scheme === 'file')?.uri.fsPath;
+}
+
+/**
+ * Whether `python` can import Huddle (the last resort, `python -m huddle.cli lsp`), asked in the
+ * folder the server would run in: `-c` puts the current directory on sys.path, so a probe run
+ * from the extension host's own directory can find a `huddle/` the server will not.
+ */
+function importsHuddle(python: string): boolean {
+  const probe = spawnSync(python, ['-c', 'import importlib.util, sys; sys.exit(importlib.util.find_spec("huddle") is None)'], {
+    cwd: serverCwd(),
+    timeout: 10_000,
+    stdio: 'ignore',
+  });
+  return probe.status === 0;
+}
+
+function serverLookup(): Lookup {
+  return {
     folders: (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath),
     trusted: vscode.workspace.isTrusted,
     platform: process.platform,
     isExecutable,
     pathEnv: process.env.PATH ?? '',
+    importsHuddle,
+  };
+}
+
+export function serverCommand(settings: Settings): ServerCommand | undefined {
+  return resolveServerCommand(settings.serverCommand, serverLookup());
+}
+
+/** stdout carries the protocol; stderr is the server's log, each line at its own level. */
+function pipeServerLog(input: NodeJS.ReadableStream, channel: vscode.LogOutputChannel): void {
+  const log = new ServerLog((level, text) => {
+    channel[level](text);
+  });
+  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', (line) => {
+    log.line(line);
   });
 }
 
@@ -132,6 +169,16 @@ export class HuddleClient implements vscode.Disposable {
     const token = settings.hub ? await this.context.secrets.get(tokenKey(settings.hub, settings.room)) : undefined;
     const options = initializationOptions(settings, token);
     const command = serverCommand(settings);
+    if (command === undefined) {
+      const message = missingServerMessage(serverLookup());
+      this.output.error(message);
+      this.events.onStopped(message);
+      void vscode.window.showErrorMessage(message, 'Open Settings', 'Show Log').then((choice) => {
+        if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'huddle.server.command');
+        if (choice === 'Show Log') this.output.show();
+      });
+      return;
+    }
     this.output.info(
       `starting ${[command.command, ...command.args].join(' ')} (${command.source}); ` +
         (options.hub ? `hub ${options.hub}, room ${options.room ?? '(workspace name)'}` : 'solo mode'),
@@ -141,11 +188,19 @@ export class HuddleClient implements vscode.Disposable {
       initializationOptions: options,
       outputChannel: this.output,
       middleware: this.middleware,
+      stdioOptions: {
+        stdout: (input, channel) => {
+          pipeServerLog(input, channel);
+        },
+        stderr: (input, channel) => {
+          pipeServerLog(input, channel);
+        },
+      },
     };
     const client = new LanguageClient(
       'huddle',
       'Huddle',
-      { command: command.command, args: command.args, options: { env: process.env } },
+      { command: command.command, args: command.args, options: { env: process.env, cwd: serverCwd() } },
       clientOptions,
     );
     const events = this.events;

@@ -281,6 +281,7 @@ function M.setup(opts)
   M.did_setup = true
   -- The feature modules register their handlers with the session.
   require("huddle.presence")
+  require("huddle.exact")
   require("huddle.ghost")
   require("huddle.summary")
   vim.api.nvim_set_hl(0, "HuddleGhost", { link = "Comment", default = true })

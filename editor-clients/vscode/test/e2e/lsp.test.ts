@@ -27,7 +27,7 @@ const ROOM = 'team/vscode';
 const APP = 'def greet(name):\n    return "héllo 🦊 " + name\n';
 
 /** How the extension finds the server for a workspace: this repository's own .venv. */
-const server = resolveServerCommand([], {
+const found = resolveServerCommand([], {
   folders: [REPO],
   trusted: true,
   platform: process.platform,
@@ -40,7 +40,10 @@ const server = resolveServerCommand([], {
     }
   },
   pathEnv: process.env.PATH ?? '',
+  importsHuddle: () => false,
 });
+if (found === undefined) throw new Error(`no huddle in ${REPO}/.venv/bin or on PATH: run ./dev setup`);
+const server = found;
 
 function settingsFor(invite: Invite, user: string, color: string): Settings {
   return { hub: invite.hub, room: invite.room, user, color, completionScope: 'line', serverCommand: [] };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { type Lookup, resolveServerCommand, which } from '../../src/core/serverCommand';
+import { type Lookup, missingServerMessage, resolveServerCommand, which } from '../../src/core/serverCommand';
 
 function lookup(executables: string[], extra: Partial<Lookup> = {}): Lookup {
   const set = new Set(executables);
@@ -11,6 +11,7 @@ function lookup(executables: string[], extra: Partial<Lookup> = {}): Lookup {
     platform: 'linux',
     isExecutable: (file) => set.has(file),
     pathEnv: '/usr/local/bin:/usr/bin',
+    importsHuddle: () => true,
     ...extra,
   };
 }
@@ -30,7 +31,7 @@ test("then the workspace's .venv", () => {
 
 test('the .venv of any workspace folder, in order', () => {
   const found = resolveServerCommand([], lookup(['/b/.venv/bin/huddle'], { folders: ['/a', '/b'] }));
-  assert.equal(found.command, '/b/.venv/bin/huddle');
+  assert.equal(found?.command, '/b/.venv/bin/huddle');
 });
 
 test('an untrusted workspace does not get to run its own .venv', () => {
@@ -38,20 +39,36 @@ test('an untrusted workspace does not get to run its own .venv', () => {
   assert.deepEqual(found, { command: '/usr/bin/huddle', args: ['lsp'], source: 'PATH' });
 });
 
-test('then python -m huddle.cli lsp', () => {
+test('then python -m huddle.cli lsp, when that Python has Huddle', () => {
   assert.deepEqual(resolveServerCommand([], lookup(['/usr/bin/python3'])), {
     command: '/usr/bin/python3',
     args: ['-m', 'huddle.cli', 'lsp'],
     source: 'python',
   });
-  assert.equal(resolveServerCommand([], lookup([])).command, 'python3');
+});
+
+test('nothing found: no command (a python3 without Huddle would only crash on start)', () => {
+  assert.equal(resolveServerCommand([], lookup(['/usr/bin/python3'], { importsHuddle: () => false })), undefined);
+  assert.equal(resolveServerCommand([], lookup([])), undefined);
+  // An untrusted workspace's own .venv does not count either.
+  assert.equal(resolveServerCommand([], lookup(['/work/app/.venv/bin/huddle'], { trusted: false, importsHuddle: () => false })), undefined);
+});
+
+test('the missing-server message says where it looked and what to do', () => {
+  const message = missingServerMessage({ folders: ['/work/app'], trusted: true, platform: 'linux' });
+  for (const part of ['huddle.server.command', '.venv/bin/huddle', 'PATH', 'python3', 'pip install huddle']) {
+    assert.ok(message.includes(part), `${part} in: ${message}`);
+  }
+  assert.match(missingServerMessage({ folders: ['/a'], trusted: false, platform: 'linux' }), /not trusted/);
+  assert.doesNotMatch(missingServerMessage({ folders: [], trusted: true, platform: 'linux' }), /\.venv\/bin/);
+  assert.match(missingServerMessage({ folders: ['C:\\a'], trusted: true, platform: 'win32' }), /\.venv\\Scripts\\huddle\.exe/);
 });
 
 test('Windows: Scripts\\huddle.exe and PATHEXT-style names', () => {
   const win = { platform: 'win32' as const, folders: ['C:\\app'], pathEnv: 'C:\\Python\\Scripts;C:\\Python' };
-  assert.equal(resolveServerCommand([], lookup(['C:\\app\\.venv\\Scripts\\huddle.exe'], win)).command, 'C:\\app\\.venv\\Scripts\\huddle.exe');
-  assert.equal(resolveServerCommand([], lookup(['C:\\Python\\Scripts\\huddle.exe'], win)).command, 'C:\\Python\\Scripts\\huddle.exe');
-  assert.deepEqual(resolveServerCommand([], lookup(['C:\\Python\\python.exe'], win)).args, ['-m', 'huddle.cli', 'lsp']);
+  assert.equal(resolveServerCommand([], lookup(['C:\\app\\.venv\\Scripts\\huddle.exe'], win))?.command, 'C:\\app\\.venv\\Scripts\\huddle.exe');
+  assert.equal(resolveServerCommand([], lookup(['C:\\Python\\Scripts\\huddle.exe'], win))?.command, 'C:\\Python\\Scripts\\huddle.exe');
+  assert.deepEqual(resolveServerCommand([], lookup(['C:\\Python\\python.exe'], win))?.args, ['-m', 'huddle.cli', 'lsp']);
 });
 
 test('which skips empty PATH entries and takes the first match', () => {
