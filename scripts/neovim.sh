@@ -18,7 +18,8 @@
 #   5. checks that every shared library resolves inside the prefix and that the launcher reports
 #      the expected version, and only then moves the prefix into place.
 # A version whose launcher already runs `--version` is skipped, so re-runs are fast and offline.
-# Set HUDDLE_DEBIAN_MIRROR (for example http://deb.debian.org/debian) to override the mirror.
+# Set HUDDLE_DEBIAN_MIRROR (a Debian archive URL) to override the mirror found in the machine's
+# apt sources.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -97,8 +98,8 @@ detect_mirror() {
         uri=$(awk '$1 ~ /\/debian\/?$/ { print $1; exit }' <<<"$sources")
     fi
     if [[ -z $uri ]]; then
-        uri=http://deb.debian.org/debian
-        log "no Debian archive found in /etc/apt/sources.list*; using $uri"
+        log "no Debian archive found in /etc/apt/sources.list*: set HUDDLE_DEBIAN_MIRROR"
+        exit 1
     fi
     echo "${uri%/}"
 }

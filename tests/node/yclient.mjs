@@ -33,6 +33,8 @@ const ALPHABET = ['a', 'b', 'c', ' ', '\n', 'é', 'ß', '中', '😀', '👩‍�
 const ops = {
   insert: ({ file, index, text: s }) => { text(file).insert(index, s) },
   delete: ({ file, index, length }) => { text(file).delete(index, length) },
+  // At the end of the file as this client sees it now (no stale index from an earlier get).
+  append: ({ file, text: s }) => { const t = text(file); t.insert(t.length, s) },
   random: ({ file, count, seed, deleteRatio = 0.3 }) => {
     const r = rng(seed)
     let inserted = 0
@@ -59,6 +61,11 @@ const ops = {
   },
   get: () => ({ files: Object.fromEntries(Array.from(files.entries()).map(([k, v]) => [k, v.toString()])) }),
   awareness: ({ state }) => { provider.awareness.setLocalState(state) },
+  // Presence as huddle lsp publishes it: a cursor at a UTF-16 index as Yjs relative positions.
+  cursor: ({ file, index, user }) => {
+    const at = Y.relativePositionToJSON(Y.createRelativePositionFromTypeIndex(text(file), index))
+    provider.awareness.setLocalState({ user, file, cursor: { anchor: at, head: at } })
+  },
   peers: () => ({ peers: Array.from(provider.awareness.getStates().entries()).filter(([id]) => id !== doc.clientID).map(([, s]) => s) }),
   quit: () => { provider.destroy(); setTimeout(() => process.exit(0), 10) }
 }
