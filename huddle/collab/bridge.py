@@ -101,6 +101,10 @@ Events
   same for any version with ``late_applies`` (VS Code: its "applied: true" is true, but a
   keystroke that falls between its version check, in the extension host, and the workbench
   applying the edit is reported first, then the answer, then the edit at the positions sent).
+  Such an editor may also report keystrokes after its answer and before the echo: there a
+  notification that is not the echo does not decide either, if the edit has somewhere to land
+  on top of it, for at most ``LATE_ECHO_WAIT`` notifications (the typing reaches the room with
+  the echo, or with the next notification past them: the edit was not applied).
 - Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
   buffered changes are fed to the CRDT as user typing, transformed as above. A runaway guard:
   where the editor said "applied" (or did not answer) and its changes re-insert all the text
@@ -575,6 +579,13 @@ _MAX_EDITS = 8
 """An edit for an unchecked version is looked for on top of the user's typing only if it has at
 most this many TextEdits (the work per buffered change grows with their square)."""
 
+LATE_ECHO_WAIT = 3
+"""For an editor whose "applied: true" is true (``late_applies``), how many further
+notifications with changes may come after that answer before the edit's echo, each possibly
+the user's typing under which the editor then applies it (VS Code: keystrokes it reported before
+the workbench applied the edit). Past them the edit is taken as not applied, so that an echo
+the bridge does not recognise cannot hold the user's typing out of the room for long."""
+
 RUNAWAY_LIMIT = 3
 """How many edits in a row may be judged not applied while the editor's changes re-insert
 their text (an echo the bridge does not recognise) before the bridge stops sending."""
@@ -600,6 +611,7 @@ class _Flight:
     changes: list[TextOp] = field(default_factory=list)  # buffered, each on the text before it
     undos: list[TextOp] = field(default_factory=list)  # each change's inverse, on the text after
     answered: bool = False  # "applied: true" (or no answer) came; the next didChange decides
+    waited: int = 0  # notifications after that answer taken for typing under the echo to come
 
 
 class Bridge:
@@ -717,8 +729,23 @@ class Bridge:
                 and flight.answered
                 and changes
                 and not _partly_applied(flight, self._shadow.text)
+                and not self._echo_may_follow(flight)
             ):
                 self._not_applied()
+
+    def _echo_may_follow(self, flight: _Flight) -> bool:
+        """After "applied: true", a notification whose changes were not the echo: whether the
+        echo may still come on top of them. Only for an editor whose "applied: true" is true
+        (``late_applies``): VS Code reports every keystroke typed before the workbench applies
+        the edit first, also those that come after its answer (``v`` then "applied: true" then
+        ``1`` then the edit at its sent positions, in the real workbench), so each may be
+        typing under the echo to come: a candidate on top of them is added (:meth:`_add_split`)
+        and the next notification decides again. At most :data:`LATE_ECHO_WAIT` times, and
+        only where the edit has somewhere to land on them; then it was not applied."""
+        if not (self.late_applies and flight.unchecked) or flight.waited >= LATE_ECHO_WAIT:
+            return False
+        flight.waited += 1
+        return self._add_split(flight)
 
     def _editor_change(self, change: TextChange) -> None:
         shadow = self._shadow
