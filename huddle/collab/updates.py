@@ -43,7 +43,7 @@ TYPE = 2  # an item whose content is a shared type (Y.Map, Y.Array, Y.Text, Y.Xm
 # Levels: how many shared types enclose an item (an item of a root type: 1).
 DEAD = 0  # garbage collected: Yrs integrates nothing below or beside it
 UNKNOWN = -1  # refers to an item this room does not hold (Yrs keeps it pending)
-_TODO = -2
+_UNRESOLVED = -2
 _VISITING = -3
 
 _U32 = 1 << 32
@@ -458,7 +458,7 @@ class Nesting:
         ``types_only``: only the shared types' levels (and what they depend on) are worked
         out; the others are left negative."""
         blocks = update.blocks
-        result = [_TODO] * len(blocks)
+        result = [_UNRESOLVED] * len(blocks)
         own: dict[int, tuple[list[int], list[int]]] = {}  # client -> (clocks, block indexes)
         for index, block in enumerate(blocks):
             clocks, indexes = own.setdefault(block.client, ([], []))
@@ -480,7 +480,7 @@ class Nesting:
         if types_only:
             firsts = [i for i, block in enumerate(blocks) if block.kind == TYPE]
         for first in firsts:
-            if result[first] != _TODO:
+            if result[first] != _UNRESOLVED:
                 continue
             stack = [first]
             while stack:
@@ -501,7 +501,7 @@ class Nesting:
                         found.append(UNKNOWN if known is None else known)
                         continue
                     level = result[other]
-                    if level == _TODO:
+                    if level == _UNRESOLVED:
                         stack.append(other)
                         break
                     if level == _VISITING:  # a cycle: Yrs keeps it pending for ever

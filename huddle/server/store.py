@@ -351,15 +351,9 @@ class Database:
     ) -> tuple[int, int, int]:
         """(rows, bytes, last seq) of ``room``'s stored updates after ``after_seq`` and before
         ``until``: what a rebuild from there replays, counted without reading the updates."""
-        sql = (
-            "SELECT count(*), coalesce(sum(length(u.data)), 0), coalesce(max(u.seq), ?) "
-            "FROM updates u JOIN rooms r ON r.id = u.room_id WHERE r.name = ? AND u.seq > ?"
-        )
-        args: list[object] = [after_seq, room, after_seq]
-        if until is not None:
-            sql += " AND u.ts < ?"
-            args.append(until)
-        rows, size, last = self._conn.execute(sql, args).fetchone()
+        where, args = _stored_updates(room, after_seq, None, until)
+        sql = "SELECT count(*), coalesce(sum(length(u.data)), 0), coalesce(max(u.seq), ?) " + where
+        rows, size, last = self._conn.execute(sql, [after_seq, *args]).fetchone()
         return int(rows), int(size), int(last)
 
     def journal_page(
@@ -375,14 +369,8 @@ class Database:
         """The next stored updates in ``(after_seq, upto_seq]`` before ``until``, in commit
         order: at most ``max_rows``, and none after the one that reaches ``max_bytes``, so a
         long journal is read a bounded page at a time."""
-        sql = (
-            "SELECT u.seq, u.ts, u.user, u.data FROM updates u JOIN rooms r ON r.id = u.room_id "
-            "WHERE r.name = ? AND u.seq > ? AND u.seq <= ?"
-        )
-        args: list[object] = [room, after_seq, upto_seq]
-        if until is not None:
-            sql += " AND u.ts < ?"
-            args.append(until)
+        where, args = _stored_updates(room, after_seq, upto_seq, until)
+        sql = "SELECT u.seq, u.ts, u.user, u.data " + where
         page: list[JournalEntry] = []
         size = 0
         cursor = self._conn.execute(sql + " ORDER BY u.seq LIMIT ?", [*args, max_rows])
@@ -525,3 +513,19 @@ class Store:
 
     async def set_last_seen(self, room: str, user: str, ts: float) -> None:
         await self.call(lambda db: db.set_last_seen(room, user, ts))
+
+
+def _stored_updates(
+    room: str, after_seq: int, upto_seq: int | None, until: float | None
+) -> tuple[str, list[object]]:
+    """``FROM ... WHERE ...`` and its arguments: ``room``'s stored updates in
+    ``(after_seq, upto_seq]`` (no upper bound when None) stored before ``until``."""
+    sql = "FROM updates u JOIN rooms r ON r.id = u.room_id WHERE r.name = ? AND u.seq > ?"
+    args: list[object] = [room, after_seq]
+    if upto_seq is not None:
+        sql += " AND u.seq <= ?"
+        args.append(upto_seq)
+    if until is not None:
+        sql += " AND u.ts < ?"
+        args.append(until)
+    return sql, args
