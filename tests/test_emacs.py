@@ -193,3 +193,57 @@ async def test_typing_while_a_teammate_edits(
             assert after["messages"] == before["messages"], await emacs.eval(
                 "(huddle-test-messages)"
             )
+
+
+# -- item 5: who is here, in Emacs --------------------------------------------------------------
+
+# Non-ASCII before the cursor: Yjs counts UTF-16 units (😀 is two), Emacs counts characters.
+CURSOR_TEXT = "é😀 = 1\nxyz\n"
+
+
+async def test_teammates_cursor_and_name(
+    hub: Hub, data_dir: Path, tmp_path: Path, workspace: Path
+) -> None:
+    path = workspace / FILE
+    async with Emacs(tmp_path / "home", settings=settings(hub, data_dir, "eve")) as emacs:
+        await open_in_emacs(emacs, hub, path, CURSOR_TEXT)
+        tom_token = token(data_dir, ROOM, "tom")
+        async with NodeClient(hub.url, ROOM, tom_token) as tom:
+            await tom.wait_event("synced")
+            await eventually(lambda: _has(tom, CURSOR_TEXT), what="the teammate to have the file")
+
+            async def drawn(point: int) -> bool:
+                state = await emacs.state(path)
+                return bool(state["peers"] == [{"name": "tom", "point": point}])
+
+            # After "é😀": UTF-16 index 3, Emacs's point 3 (1-based, two characters before it).
+            # The name is the token's, whatever the client claims.
+            await tom.request("cursor", file=FILE, index=3, user={"name": "mallory"})
+            await eventually(lambda: drawn(3), timeout=20, what="tom's cursor after 😀")
+            state = await emacs.state(path)
+            assert state["mode_line"].startswith(f" Huddle ● {ROOM} +1"), state["mode_line"]
+
+            # Tom moves to the end of "xyz": UTF-16 index 11, Emacs's point 11.
+            await tom.request("cursor", file=FILE, index=11, user={"name": "tom"})
+            await eventually(lambda: drawn(11), timeout=20, what="tom's cursor to move")
+
+            # Eve's cursor reaches tom, named by her token.
+            await emacs.eval(
+                f"(with-current-buffer (get-file-buffer {elisp(str(path))})"
+                " (goto-char 6) (huddle--send-cursor))"
+            )
+
+            async def eve_seen() -> bool:
+                peers = (await tom.request("peers"))["peers"]
+                return any(
+                    p.get("user", {}).get("name") == "eve" and p.get("file") == FILE for p in peers
+                )
+
+            await eventually(eve_seen, timeout=20, what="eve's cursor at tom's")
+        # Tom leaves: his cursor goes, and the mode line no longer counts him.
+        await eventually(lambda: drawn_none(emacs, path), timeout=20, what="tom's cursor to go")
+
+
+async def drawn_none(emacs: Emacs, path: Path) -> bool:
+    state = await emacs.state(path)
+    return bool(state["peers"] == [] and "+1" not in state["mode_line"])
