@@ -1,4 +1,8 @@
-"""``huddle serve | invite | keys | rooms``: the only module that wires the subpackages together."""
+"""Huddle: real-time collaborative coding, with AI in the loop.
+
+Run the hub with `huddle serve`, give teammates a join link with `huddle invite ROOM --user NAME`,
+and open the workspace in an editor with Huddle's extension or plugin: the editor starts
+`huddle lsp` itself."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from huddle.config import HuddleConfig
 from huddle.server import logs
 from huddle.server.auth import DELEGATE, KEY_FILE, Role, TokenSigner, name_problem, rotate_key
 from huddle.server.client import room_url
+from huddle.server.datadir import read_owner
 from huddle.server.hub import ROOM_NAME, Hub
 from huddle.server.rpc import RpcError
 from huddle.server.store import Database
@@ -60,7 +65,9 @@ def parse_user(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="huddle", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="huddle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir(p: argparse.ArgumentParser) -> None:
@@ -87,7 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     invite.add_argument("--user", required=True, type=parse_user)
     invite.add_argument("--role", choices=[r.value for r in Role], default=Role.EDIT.value)
     invite.add_argument("--ttl", type=parse_ttl, default=parse_ttl("7d"))
-    invite.add_argument("--url", help="the hub's public ws(s):// URL for the link")
+    invite.add_argument(
+        "--url",
+        help="the hub's ws(s):// URL as teammates reach it (default: the address of the hub "
+        "running on this data directory)",
+    )
     data_dir(invite)
 
     keys = sub.add_parser("keys", help="manage the hub's signing key")
@@ -174,8 +185,26 @@ def _invite(config: HuddleConfig, args: argparse.Namespace) -> int:
     signer = TokenSigner.for_data_dir(config.hub.data_dir)
     token = signer.issue(args.room, args.user, Role(args.role), args.ttl)
     print(f"token: {token}")
-    print(f"join:  {room_url(config.hub.url(), args.room, token)}")
+    print(f"join:  {room_url(_invite_url(config), args.room, token)}")
     return 0
+
+
+def _invite_url(config: HuddleConfig) -> str:
+    """The hub address a join link names: --url (or the configured public URL), else where the
+    hub on this data directory says it listens (it may run on another port than the default),
+    else the configured address, with a warning that it is a guess."""
+    if config.hub.public_url:
+        return config.hub.url()
+    owner = read_owner(config.hub.data_dir)
+    if owner is not None:
+        return owner.url
+    url = config.hub.url()
+    print(
+        f"huddle invite: no hub is running on {config.hub.data_dir}, so the link assumes {url}; "
+        "pass --url with the address teammates reach",
+        file=sys.stderr,
+    )
+    return url
 
 
 def _rotate_keys(config: HuddleConfig) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -14,7 +15,9 @@ from pycrdt import Doc, Text
 
 from huddle.collab.schema import files
 from huddle.server.auth import KEY_FILE, Role, TokenSigner
+from huddle.server.config import HubConfig
 from huddle.server.errors import AuthError
+from huddle.server.hub import Hub
 from huddle.server.store import Database, Pending
 
 
@@ -49,6 +52,25 @@ def test_invite_prints_a_working_token_and_join_link(tmp_path: Path) -> None:
     parts = urlsplit(link)
     assert (parts.scheme, parts.netloc, parts.path) == ("wss", "hub.example.test:443", "/acme/web")
     assert parse_qs(parts.query)["token"] == [tok]
+
+
+async def test_invite_names_the_running_hubs_address(hub: Hub, data_dir: Path) -> None:
+    """The hub runs on another port than the default: the link names where it listens."""
+    assert hub.port != HubConfig().port
+    result = await asyncio.to_thread(
+        huddle, "invite", "r", "--user", "bob", "--data-dir", str(data_dir)
+    )
+    assert result.returncode == 0, result.stderr
+    link = result.stdout.split("join:", 1)[1].strip()
+    assert urlsplit(link).netloc == f"127.0.0.1:{hub.port}", link
+    assert result.stderr == ""
+
+
+def test_invite_without_a_running_hub_says_the_link_is_a_guess(tmp_path: Path) -> None:
+    result = huddle("invite", "r", "--user", "bob", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "no hub is running" in result.stderr and "--url" in result.stderr, result.stderr
+    assert "join:  ws://" in result.stdout
 
 
 @pytest.mark.parametrize(

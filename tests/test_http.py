@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import subprocess
 from pathlib import Path
@@ -43,6 +44,44 @@ async def test_healthz_and_metrics(hub: Hub, data_dir: Path) -> None:
     assert values["huddle_updates_stored_total"] >= 1
     assert values["huddle_bytes_in_total"] > 0 and values["huddle_bytes_out_total"] > 0
     assert values["huddle_store_commit_seconds_count"] >= 1
+
+
+async def test_probes_are_logged_at_debug_not_info(
+    hub: Hub, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load balancer's /healthz every few seconds must not fill the hub's INFO log, nor must
+    websockets' context-free "connection open/closed" (the hub logs joins and leaves itself);
+    a request the hub refuses still shows at INFO."""
+    base = hub.url.replace("ws://", "http://")
+
+    def ws_records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "huddle.ws"]
+
+    with caplog.at_level(logging.DEBUG, logger="huddle.ws"):
+        async with httpx.AsyncClient() as http:
+            for _ in range(3):
+                assert (await http.get(f"{base}/healthz")).status_code == 200
+            refused = await http.get(f"{base}/no/such/room")  # not a WebSocket upgrade
+            assert refused.status_code == 426
+        async with HubClient(hub.url, ROOM, token(data_dir, ROOM, "ann")) as client:
+            await asyncio.wait_for(client.synced.wait(), 10)
+        await eventually(
+            lambda: sum(r.msg == "connection closed" for r in ws_records()) == 5,
+            what="websockets to log the five connections closed",
+        )
+    answers = ("HTTP response sent", "connection rejected", "connection open", "connection closed")
+    levels = {(r.msg, r.levelname) for r in ws_records() if r.msg.startswith(answers)}
+    assert levels == {
+        ("HTTP response sent (%d %s)", "DEBUG"),
+        ("connection rejected (%d %s)", "INFO"),
+        ("connection open", "DEBUG"),
+        ("connection closed", "DEBUG"),
+    }, levels
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="huddle.ws"):
+        async with httpx.AsyncClient() as http:
+            await http.get(f"{base}/healthz")
+    assert not ws_records(), caplog.records
 
 
 @pytest.fixture

@@ -65,6 +65,28 @@ def bearer_token(query: dict[str, list[str]], headers: Headers) -> str | None:
 MAX_INVITE_TTL = timedelta(days=30)
 
 
+class _RoutineAtDebug(logging.Filter):
+    """A load balancer asks /healthz every few seconds, and websockets logs each answer and
+    each connection's open and close at INFO, with nothing that says who: that buries the log.
+    Those go to DEBUG (the hub logs who joined and left which room at INFO itself); refused
+    upgrades and every other answer keep their level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        routine = record.msg in ("connection open", "connection closed") or (
+            record.msg == "HTTP response sent (%d %s)"
+            and isinstance(record.args, tuple)
+            and record.args[:1] == (200,)
+        )
+        if not routine or record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_WS_LOG = logging.getLogger("huddle.ws")
+_WS_LOG.addFilter(_RoutineAtDebug())
+
+
 @dataclass(frozen=True, slots=True)
 class RpcContext:
     hub: Hub
@@ -208,7 +230,7 @@ class Hub:
                 ping_interval=self.config.ping_interval,
                 ping_timeout=self.config.ping_interval,
                 max_queue=64,
-                logger=logging.getLogger("huddle.ws"),
+                logger=_WS_LOG,
             )
         except BaseException:
             await self.store.__aexit__(None, None, None)
