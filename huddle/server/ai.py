@@ -40,10 +40,10 @@ from huddle.llm.protocol import Usage
 from huddle.llm.shaping import Scope, Shaper
 from huddle.server import rpc
 from huddle.server.audit import AuditLog
+from huddle.server.context import RoomContext
 from huddle.server.metrics import HubMetrics
 
 if TYPE_CHECKING:
-    from huddle.server.hub import RpcContext
     from huddle.server.room import Room
 
 log = logging.getLogger("huddle.ai")
@@ -214,12 +214,12 @@ class AiService:
 
     # -- the ``complete`` request ---------------------------------------------------------
 
-    async def complete(self, ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
+    async def complete(self, ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
         try:
             params = CompleteParams.model_validate(call.params)
         except ValidationError as exc:
             raise rpc.RpcError("invalid_params", f"{exc.error_count()} invalid fields") from None
-        room, user = ctx.room, ctx.peer.grant.user
+        room, user = ctx.room, ctx.grant.user
         key = (room.name, user, params.path)
         me = asyncio.current_task()
         assert me is not None
@@ -229,7 +229,7 @@ class AiService:
         self._latest[key] = me
         outcome = "failed"
         try:
-            result = await self._complete(room, user, params, ctx.peer.grant.can_edit, call)
+            result = await self._complete(room, user, params, ctx.grant.can_edit, call)
             outcome = "ok"
             return result
         except asyncio.CancelledError:

@@ -9,7 +9,6 @@ import logging
 import re
 import ssl
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -29,6 +28,7 @@ from huddle.server.audit import AuditLog
 from huddle.server.auth import DELEGATE, MAX_USER_NAME, Grant, Role, TokenSigner, name_problem
 from huddle.server.client import room_url
 from huddle.server.config import HubConfig
+from huddle.server.context import RoomContext
 from huddle.server.errors import CloseCode, ConnectionRejected
 from huddle.server.metrics import HubMetrics
 from huddle.server.room import Peer, Room
@@ -87,13 +87,6 @@ _WS_LOG = logging.getLogger("huddle.ws")
 _WS_LOG.addFilter(_RoutineAtDebug())
 
 
-@dataclass(frozen=True, slots=True)
-class RpcContext:
-    hub: Hub
-    room: Room
-    peer: Peer
-
-
 class InviteParams(BaseModel):
     """What an ``invite`` request may ask for (``huddle.invite`` in the editors)."""
 
@@ -106,63 +99,14 @@ class InviteParams(BaseModel):
     )
 
 
-async def _invite(ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
-    """A join link for this room. An invite never outranks its minter (editors may invite
-    editors or readers, readers nobody), never outlives the minter's token, and names the
-    minter: the invited name is qualified by the minter's, ``ann/bob`` (bob, invited by ann),
-    so an editor cannot mint a token for another member's name, and the journal, history and
-    presence show who let the guest in."""
-    minter = ctx.peer.grant
-    if not minter.can_edit:
-        raise rpc.RpcError("forbidden", "read-only members cannot invite")
-    try:
-        params = InviteParams.model_validate(call.params)
-    except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"]) or "params"
-        raise rpc.RpcError("invalid_params", f"invalid {fields}") from None
-    problem = name_problem(params.user)
-    if problem is None and DELEGATE in params.user:
-        problem = f"a user name cannot contain {DELEGATE!r} (it separates minter and guest)"
-    if problem is not None:
-        raise rpc.RpcError("invalid_params", problem)
-    user = f"{minter.user}{DELEGATE}{params.user}"
-    if len(user) > MAX_USER_NAME:
-        raise rpc.RpcError("invalid_params", "this chain of invites is too long")
-    if (lapsed := ctx.hub.lapsed(minter)) is not None:  # its connection is being closed
-        raise rpc.RpcError("forbidden", lapsed.reason)
-    ttl = timedelta(seconds=params.ttl_seconds)
-    token = ctx.hub.signer.issue(
-        ctx.room.name, user, params.role, ttl, not_after=minter.expires_at, by=minter.user
-    )
-    grant = ctx.hub.signer.verify(token, ctx.room.name)
-    log.info(
-        "room %s: %r invited %r as %s until %s",
-        ctx.room.name,
-        minter.user,
-        user,
-        params.role.value,
-        grant.expires_at.isoformat(timespec="seconds"),
-    )
-    return {
-        "url": room_url(ctx.hub.url, ctx.room.name, token),
-        "hub": ctx.hub.url,
-        "room": ctx.room.name,
-        "token": token,
-        "role": params.role.value,
-        "user": user,
-        "invited_by": minter.user,
-        "expires_at": grant.expires_at.isoformat(timespec="seconds"),
-    }
-
-
-async def _create_file(ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
+async def _create_file(ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
     """Seed ``files[path]`` with ``content`` exactly once, however many editors ask at once."""
-    if not ctx.peer.grant.can_edit:
+    if not ctx.grant.can_edit:
         raise rpc.RpcError("forbidden", "read-only members cannot add files")
     path, content = call.params.get("path"), call.params.get("content")
     if not isinstance(path, str) or not isinstance(content, str) or not valid_path(path):
         raise rpc.RpcError("invalid_params", "path must be a relative POSIX path, content a string")
-    created = await ctx.room.create_file(ctx.peer.grant.user, path, content)
+    created = await ctx.room.create_file(ctx.grant.user, path, content)
     return {"created": created}
 
 
@@ -202,10 +146,60 @@ class Hub:
         )
         self.summaries = Summaries(self.ai)
         self.methods: dict[str, rpc.Handler] = {
-            "invite": _invite,
+            "invite": self._invite,
             "create_file": _create_file,
             "complete": self.ai.complete,
             "summarize": self.summaries.summarize,
+        }
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _invite(self, ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
+        """A join link for this room. An invite never outranks its minter (editors may invite
+        editors or readers, readers nobody), never outlives the minter's token, and names the
+        minter: the invited name is qualified by the minter's, ``ann/bob`` (bob, invited by ann),
+        so an editor cannot mint a token for another member's name, and the journal, history and
+        presence show who let the guest in."""
+        minter = ctx.grant
+        if not minter.can_edit:
+            raise rpc.RpcError("forbidden", "read-only members cannot invite")
+        try:
+            params = InviteParams.model_validate(call.params)
+        except ValidationError as exc:
+            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"]) or "params"
+            raise rpc.RpcError("invalid_params", f"invalid {fields}") from None
+        problem = name_problem(params.user)
+        if problem is None and DELEGATE in params.user:
+            problem = f"a user name cannot contain {DELEGATE!r} (it separates minter and guest)"
+        if problem is not None:
+            raise rpc.RpcError("invalid_params", problem)
+        user = f"{minter.user}{DELEGATE}{params.user}"
+        if len(user) > MAX_USER_NAME:
+            raise rpc.RpcError("invalid_params", "this chain of invites is too long")
+        if (lapsed := self.lapsed(minter)) is not None:  # its connection is being closed
+            raise rpc.RpcError("forbidden", lapsed.reason)
+        ttl = timedelta(seconds=params.ttl_seconds)
+        token = self.signer.issue(
+            ctx.room.name, user, params.role, ttl, not_after=minter.expires_at, by=minter.user
+        )
+        grant = self.signer.verify(token, ctx.room.name)
+        log.info(
+            "room %s: %r invited %r as %s until %s",
+            ctx.room.name,
+            minter.user,
+            user,
+            params.role.value,
+            grant.expires_at.isoformat(timespec="seconds"),
+        )
+        return {
+            "url": room_url(self.url, ctx.room.name, token),
+            "hub": self.url,
+            "room": ctx.room.name,
+            "token": token,
+            "role": params.role.value,
+            "user": user,
+            "invited_by": minter.user,
+            "expires_at": grant.expires_at.isoformat(timespec="seconds"),
         }
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -419,7 +413,7 @@ class Hub:
         peer = Peer(ws, grant, self.config.limits)
         endpoint = rpc.RpcEndpoint(
             self.methods,
-            RpcContext(self, room, peer),
+            RoomContext(room, peer.grant, self.store),
             lambda frame: room.send_to(peer, frame),
             self.config.limits.max_requests_per_connection,
         )

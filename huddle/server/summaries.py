@@ -47,6 +47,7 @@ from huddle.server.ai import (
     private_paths,
     resolve_cursor,
 )
+from huddle.server.context import RoomContext
 from huddle.server.history import (
     ChangeSet,
     FileChange,
@@ -58,7 +59,6 @@ from huddle.server.history import (
 
 if TYPE_CHECKING:
     from huddle.llm.gateway import LlmGateway
-    from huddle.server.hub import RpcContext
     from huddle.server.room import Room
 
 log = logging.getLogger("huddle.summaries")
@@ -128,12 +128,12 @@ class Summaries:
         self._rebuilds = asyncio.Semaphore(ai.config.max_summary_rebuilds)
         self._warned: set[tuple[str, str]] = set()
 
-    async def summarize(self, ctx: RpcContext, call: rpc.Call) -> dict[str, Any]:
+    async def summarize(self, ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
         try:
             params = SummaryParams.model_validate(call.params)
         except ValidationError as exc:
             raise rpc.RpcError("invalid_params", f"{exc.error_count()} invalid fields") from None
-        async with self._admitted(ctx.room.name, ctx.peer.grant.user, call):
+        async with self._admitted(ctx.room.name, ctx.grant.user, call):
             return await self._summarize(ctx, call, params)
 
     @contextlib.asynccontextmanager
@@ -167,9 +167,9 @@ class Summaries:
                 del self._rooms[room]
 
     async def _summarize(
-        self, ctx: RpcContext, call: rpc.Call, params: SummaryParams
+        self, ctx: RoomContext, call: rpc.Call, params: SummaryParams
     ) -> dict[str, Any]:
-        room, user = ctx.room, ctx.peer.grant.user
+        room, user = ctx.room, ctx.grant.user
         now = time.time()
         files: list[dict[str, Any]] = []
         notes: list[str] = []
@@ -178,7 +178,7 @@ class Summaries:
             sections, instructions = [self._code(room, params)], "file"
         else:
             if params.kind == "catch_up":
-                last = await ctx.hub.store.last_seen(room.name, user)
+                last = await ctx.store.last_seen(room.name, user)
                 since = params.since if params.since is not None else (last or 0.0)
             elif params.since is None:
                 raise rpc.RpcError("invalid_params", "a session summary needs `since`")
@@ -210,7 +210,7 @@ class Summaries:
         if sections:
             summary = await self._map_reduce(room, user, call, instructions, sections, notes)
         if params.kind == "catch_up" and params.since is None:
-            await ctx.hub.store.set_last_seen(room.name, user, until or now)
+            await ctx.store.set_last_seen(room.name, user, until or now)
         truncated = " ".join(notes) or None
         return {
             "kind": params.kind,
@@ -250,7 +250,7 @@ class Summaries:
 
     async def _changes(
         self,
-        ctx: RpcContext,
+        ctx: RoomContext,
         room: Room,
         user: str,
         since: float,
@@ -281,7 +281,7 @@ class Summaries:
             _notify(call, "reading the room's history")
             try:
                 found = await changes_between(
-                    ctx.hub.store, room.name, since, until, limits=limits, skip=skip
+                    ctx.store, room.name, since, until, limits=limits, skip=skip
                 )
             except HistoryGap as exc:
                 raise rpc.RpcError("history_gap", str(exc)) from None
