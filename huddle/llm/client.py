@@ -120,9 +120,7 @@ class CompletionStream:
                 message = await self._error_message(response)
             finally:
                 await response.aclose()
-            if response.status_code in _UNAVAILABLE_STATUS:
-                raise BackendOverloaded(self.url, response.status_code, message)
-            raise BackendHTTPError(self.url, response.status_code, message)
+            raise status_error(self.url, response.status_code, message)
         content_type = response.headers.get("content-type", "")
         if not content_type.lower().startswith("text/event-stream"):
             await response.aclose()
@@ -250,6 +248,13 @@ class CompletionStream:
         return _error_text(bytes(body[: self._max_error_body]), response.reason_phrase)
 
 
+def status_error(url: str, status: int, message: str) -> BackendOverloaded | BackendHTTPError:
+    """The error for a non-200 answer: overloaded (another replica may serve) or a failure."""
+    if status in _UNAVAILABLE_STATUS:
+        return BackendOverloaded(url, status, message)
+    return BackendHTTPError(url, status, message)
+
+
 def _error_text(body: bytes, fallback: str) -> str:
     try:
         raw: object = json.loads(body)
@@ -345,7 +350,5 @@ class BackendClient:
             raise BackendUnavailable(self.url, f"{path}: {exc or type(exc).__name__}") from exc
         if response.status_code != 200:
             message = _error_text(response.content[: self._config.max_error_body_bytes], "")
-            if response.status_code in _UNAVAILABLE_STATUS:
-                raise BackendOverloaded(self.url, response.status_code, message)
-            raise BackendHTTPError(self.url, response.status_code, message)
+            raise status_error(self.url, response.status_code, message)
         return response.content

@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from huddle.llm.client import BackendClient, CompletionStream
 from huddle.llm.config import BackendConfig, LlmConfig
@@ -20,6 +20,7 @@ from huddle.llm.protocol import CompletionRequest
 log = logging.getLogger(__name__)
 
 RequestBuilder = Callable[[BackendConfig], CompletionRequest]
+T = TypeVar("T")
 
 
 def rendezvous_score(backend_key: str, room: str) -> int:
@@ -107,20 +108,32 @@ class Router:
         down.sort(key=lambda b: self._down_until.get(b.key, 0.0))
         return [b for b in ranked if self.is_up(b)] + down
 
-    async def open(self, room: str, build: RequestBuilder) -> CompletionStream:
-        """Open a stream on the room's first working backend. The caller closes it."""
+    async def _first_working(
+        self, room: str, attempt: Callable[[BackendConfig], Awaitable[T]]
+    ) -> T:
+        """``attempt`` on the room's backends in order until one is available: the one
+        failover loop. An unavailable backend is marked down; the error names every failure."""
         failures: list[str] = []
         for backend in self.candidates(room):
-            stream = self.client(backend).stream(build(backend))
             try:
-                await stream.open()
+                result = await attempt(backend)
             except BackendUnavailable as exc:
                 self.mark_down(backend, exc)
                 failures.append(str(exc))
                 continue
             self._mark_up(backend)
-            return stream
+            return result
         raise NoBackendAvailable("no LLM backend available: " + "; ".join(failures))
+
+    async def open(self, room: str, build: RequestBuilder) -> CompletionStream:
+        """Open a stream on the room's first working backend. The caller closes it."""
+
+        async def opened(backend: BackendConfig) -> CompletionStream:
+            stream = self.client(backend).stream(build(backend))
+            await stream.open()
+            return stream
+
+        return await self._first_working(room, opened)
 
     @asynccontextmanager
     async def stream(self, room: str, build: RequestBuilder) -> AsyncIterator[CompletionStream]:
@@ -133,14 +146,6 @@ class Router:
             await stream.aclose()
 
     async def tokenize(self, room: str, text: str, *, add_special: bool = False) -> list[int]:
-        failures: list[str] = []
-        for backend in self.candidates(room):
-            try:
-                tokens = await self.client(backend).tokenize(text, add_special=add_special)
-            except BackendUnavailable as exc:
-                self.mark_down(backend, exc)
-                failures.append(str(exc))
-                continue
-            self._mark_up(backend)
-            return tokens
-        raise NoBackendAvailable("no LLM backend available: " + "; ".join(failures))
+        return await self._first_working(
+            room, lambda backend: self.client(backend).tokenize(text, add_special=add_special)
+        )
