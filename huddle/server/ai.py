@@ -90,6 +90,21 @@ StreamContext = AbstractAsyncContextManager[CompletionStream]
 OnPrompt = Callable[[BackendConfig, Any], None]
 
 
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One model request, for completions and summaries alike: who asks in which room, how to
+    open the stream on the chosen gateway, and what to do with each piece of text (return True
+    to stop)."""
+
+    room: Room
+    user: str
+    kind: Literal["completion", "summary"]
+    open_stream: Callable[[LlmGateway, OnPrompt], StreamContext]
+    on_text: Callable[[str], bool]
+    files: tuple[str, ...] = ()  # what a summary's prompt holds, for the audit log
+    may_yield: bool = True  # a summary may step aside for completions (False: resumed enough)
+
+
 class RoomActivity:
     """Completions in flight in one room, so summaries on a backend without priority
     scheduling (the embedded CPU model) can step aside while one runs."""
@@ -264,7 +279,7 @@ class AiService:
                 room.name, context, max_tokens=params.max_tokens, on_prompt=on_prompt
             )
 
-        run = await self.run(room, user, "completion", open_stream, on_text)
+        run = await self.run(ModelRequest(room, user, "completion", open_stream, on_text))
         usage = run.usage
         return {
             "text": shaper.final(),
@@ -278,34 +293,23 @@ class AiService:
 
     # -- one model request, for completions and summaries alike -------------------------------
 
-    async def run(
-        self,
-        room: Room,
-        user: str,
-        kind: Literal["completion", "summary"],
-        open_stream: Callable[[LlmGateway, OnPrompt], StreamContext],
-        on_text: Callable[[str], bool],
-        *,
-        files: tuple[str, ...] = (),
-        may_yield: bool = True,
-    ) -> ModelRun:
-        """Stream one model request under the room's fair limiter for ``kind``, feeding
+    async def run(self, request: ModelRequest) -> ModelRun:
+        """Stream one model request under the room's fair limiter for its kind, feeding
         ``on_text`` until it returns True or the stream ends; audited and measured.
 
         On a backend without priority scheduling (the embedded llama.cpp model), a summary
         waits while completions of its room run and stops (``preempted``) when one starts;
         the caller resumes it. vLLM with ``priority`` schedules that itself."""
         gateway = await self.start()
+        room, kind = request.room, request.kind
         activity = self._activity.setdefault(room.name, RoomActivity())
-        yields = kind == "summary" and may_yield and self._yields(gateway, room.name)
+        yields = kind == "summary" and request.may_yield and self._yields(gateway, room.name)
         if kind == "completion":
             activity.begin()
         try:
             if yields:
                 await activity.idle.wait()
-            return await self._run(
-                gateway, room, user, kind, open_stream, on_text, files, activity, yields
-            )
+            return await self._run(gateway, request, activity, yields)
         finally:
             if kind == "completion":
                 activity.end()
@@ -317,20 +321,12 @@ class AiService:
         return gateway.router.candidates(room)[0].kind == "llamacpp"
 
     async def _run(
-        self,
-        gateway: LlmGateway,
-        room: Room,
-        user: str,
-        kind: Literal["completion", "summary"],
-        open_stream: Callable[[LlmGateway, OnPrompt], StreamContext],
-        on_text: Callable[[str], bool],
-        files: tuple[str, ...],
-        activity: RoomActivity,
-        yields: bool,
+        self, gateway: LlmGateway, request: ModelRequest, activity: RoomActivity, yields: bool
     ) -> ModelRun:
+        room, user, kind = request.room, request.user, request.kind
         limiters = self._limiters if kind == "completion" else self._summary_limiters
         limiter = limiters.setdefault(room.name, self._new_limiter(kind))
-        run = ModelRun(files=files)
+        run = ModelRun(files=request.files)
         prompt: Prompt | str | None = None
 
         def on_prompt(backend: BackendConfig, built: Prompt | str) -> None:
@@ -343,7 +339,7 @@ class AiService:
         outcome: Literal["ok", "cancelled", "failed"] = "failed"
         error: str | None = None
         try:
-            async with limiter.slot(user), open_stream(gateway, on_prompt) as stream:
+            async with limiter.slot(user), request.open_stream(gateway, on_prompt) as stream:
 
                 async def consume() -> None:
                     async for chunk in stream:
@@ -353,7 +349,7 @@ class AiService:
                             self._metrics.ai_first_token.observe(loop.time() - started)
                         run.text += chunk.text
                         run.chunks += 1
-                        if on_text(chunk.text):
+                        if request.on_text(chunk.text):
                             break
 
                 if yields:

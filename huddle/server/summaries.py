@@ -42,6 +42,7 @@ from huddle.server import rpc
 from huddle.server.ai import (
     AiService,
     FairLimiter,
+    ModelRequest,
     OnPrompt,
     StreamContext,
     private_paths,
@@ -401,13 +402,15 @@ class Summaries:
                 )
 
             run = await self.ai.run(
-                room,
-                user,
-                "summary",
-                open_stream,
-                on_text,
-                files=piece.paths,
-                may_yield=resumed < MAX_YIELDS,
+                ModelRequest(
+                    room,
+                    user,
+                    "summary",
+                    open_stream,
+                    on_text,
+                    files=piece.paths,
+                    may_yield=resumed < MAX_YIELDS,
+                )
             )
             written += run.text
             if not run.preempted:
