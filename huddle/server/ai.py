@@ -22,7 +22,7 @@ import itertools
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -200,6 +200,7 @@ class AiService:
         self._shared: weakref.WeakKeyDictionary[Room, SharedContext] = weakref.WeakKeyDictionary()
         self._secret = secret
         self._gateway: LlmGateway | None = None
+        self._stack = AsyncExitStack()  # the gateway, once started
         self._starting = asyncio.Lock()
         self._limiters: dict[str, FairLimiter] = {}
         self._latest: dict[tuple[str, str, str], asyncio.Task[Any]] = {}
@@ -207,9 +208,10 @@ class AiService:
     async def start(self) -> LlmGateway:
         async with self._starting:
             if self._gateway is None:
-                gateway = LlmGateway(self.config, self._secret)
                 try:
-                    await gateway.__aenter__()
+                    gateway = await self._stack.enter_async_context(
+                        LlmGateway(self.config, self._secret)
+                    )
                 except EmbeddedEngineError as exc:
                     log.error("the embedded model cannot start: %s", exc)
                     raise rpc.RpcError("ai_unavailable", f"the model cannot start: {exc}") from None
@@ -219,9 +221,9 @@ class AiService:
     async def aclose(self) -> None:
         for task in list(self._latest.values()):
             task.cancel()
-        gateway, self._gateway = self._gateway, None
-        if gateway is not None:
-            await gateway.__aexit__(None, None, None)
+        self._gateway = None
+        stack, self._stack = self._stack, AsyncExitStack()
+        await stack.aclose()
 
     @property
     def gateway(self) -> LlmGateway | None:

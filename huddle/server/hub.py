@@ -9,6 +9,7 @@ import logging
 import re
 import ssl
 import time
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -110,6 +111,11 @@ async def _create_file(ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
     return {"created": created}
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])
+
+
 def valid_path(path: str) -> bool:
     parts = path.split("/")
     return 0 < len(path) <= 1024 and "" not in parts and "." not in parts and ".." not in parts
@@ -139,7 +145,7 @@ class Hub:
         # admitted with the old key waits on the event of its key.
         self._key_id = self.signer.key_id
         self._key_revoked = asyncio.Event()
-        self._key_watch: asyncio.Task[None] | None = None
+        self._exit = AsyncExitStack()  # what __aexit__ undoes, filled by __aenter__
         self.audit = AuditLog(config.data_dir, include_content=config.llm.audit_content)
         self.ai = AiService(
             config.llm, self.signer.derive("llm-cache-salt"), self.metrics, self.audit
@@ -205,14 +211,11 @@ class Hub:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Hub:
-        self._lock.__enter__()  # DataDirBusy: another hub writes this store
-        datadir.check(self.config.data_dir)
-        try:
-            await self.store.__aenter__()
-        except BaseException:
-            self._lock.__exit__()
-            raise
-        try:
+        async with AsyncExitStack() as stack:
+            stack.enter_context(self._lock)  # DataDirBusy: another hub writes this store
+            datadir.check(self.config.data_dir)
+            await stack.enter_async_context(self.store)
+            stack.push_async_callback(self._close_rooms)  # after serving stops, before the store
             self._server = await serve(
                 self._serve,
                 self.config.host,
@@ -226,12 +229,11 @@ class Hub:
                 max_queue=64,
                 logger=_WS_LOG,
             )
-        except BaseException:
-            await self.store.__aexit__(None, None, None)
-            self._lock.__exit__()
-            raise
-        self._lock.publish(self.url)
-        self._key_watch = asyncio.create_task(self._watch_key(), name="hub.key watch")
+            stack.push_async_callback(self._stop_serving, self._server)
+            self._lock.publish(self.url)
+            key_watch = asyncio.create_task(self._watch_key(), name="hub.key watch")
+            stack.push_async_callback(_cancelled, key_watch)
+            self._exit = stack.pop_all()
         log.info("hub listening on %s (data in %s)", self.url, self.config.data_dir)
         return self
 
@@ -241,24 +243,24 @@ class Hub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._key_watch is not None:
-            self._key_watch.cancel()
-            await asyncio.wait([self._key_watch])
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        # In the reverse order of starting: the key watch, serving, the rooms (and the model),
+        # the store, the data directory's lock.
+        await self._exit.aclose()
+
+    @staticmethod
+    async def _stop_serving(server: Server) -> None:
+        server.close()
+        await server.wait_closed()
+
+    async def _close_rooms(self) -> None:
         for task in self._idle.values():
             task.cancel()
         await self.ai.aclose()
         async with self._rooms_lock:
             for room in self._rooms.values():
-                await room.__aexit__(None, None, None)
+                await room.close()
             self._rooms.clear()
             self.metrics.rooms.set(0)
-        try:
-            await self.store.__aexit__(exc_type, exc, tb)
-        finally:
-            self._lock.__exit__()
 
     async def serve_forever(self) -> None:
         await self._stopped.wait()
@@ -319,7 +321,6 @@ class Hub:
                     self.config.store.compact_every,
                     self.metrics,
                 )
-                await room.__aenter__()
                 self._rooms[name] = room
                 self.metrics.rooms.set(len(self._rooms))
             if len(room.peers) >= self.config.limits.max_connections_per_room:
@@ -337,7 +338,7 @@ class Hub:
             self._idle.pop(room.name, None)
             if not room.peers and self._rooms.get(room.name) is room:
                 del self._rooms[room.name]
-                await room.__aexit__(None, None, None)
+                await room.close()
                 self.metrics.rooms.set(len(self._rooms))
 
     def room(self, name: str) -> Room | None:

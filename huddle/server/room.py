@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from types import TracebackType
 from typing import Any
 
 import pycrdt
@@ -120,15 +119,9 @@ class Room:
                 log.error("room %s: skipped a stored update that does not decode", self.name)
         self._edits = schema.files(self.doc).observe_deep(self._on_files_changed)
 
-    async def __aenter__(self) -> Room:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Wait for what the room has in flight (commits, a nesting read, a compaction), then
+        compact what is left since the last compaction."""
         await self._drained.wait()
         if self._nesting_read is not None:
             await asyncio.wait([self._nesting_read])
