@@ -74,6 +74,7 @@ from huddle.llm import (
     SharedContext,
 )
 from huddle.llm.shaping import Shaper
+from huddle.protocol import HubMethod, HubNotification
 from huddle.server.auth import TokenSigner
 from huddle.server.client import HubClient
 
@@ -88,7 +89,7 @@ PATH_LABELS = {
 }
 ORDERS = tuple(itertools.permutations(PATHS))
 PARTIAL = "huddle/inlineCompletionPartial"
-HUB_PARTIAL = "complete/partial"
+HUB_PARTIAL = HubNotification.COMPLETE_PARTIAL
 CACHE_SALT_PURPOSE = "llm-cache-salt"  # what the hub derives its cache-salt secret with
 ADDED_P50_TARGET_MS = 5.0
 CANCEL_P99_TARGET_MS = 50.0
@@ -387,7 +388,7 @@ class Rig:
                 first.set_result((time.perf_counter(), str(payload.get("text"))))
 
         started = time.perf_counter()
-        result = await self.observer.request("complete", params, on_note)
+        result = await self.observer.request(HubMethod.COMPLETE, params, on_note)
         ended = time.perf_counter()
         at, text = first.result() if first.done() else (ended, str(result.get("text")))
         return Sample(
@@ -478,7 +479,7 @@ class Rig:
                 if method == HUB_PARTIAL and not first.done():
                     first.set_result((time.perf_counter(), str(payload.get("text"))))
 
-            answer = asyncio.ensure_future(self.observer.request("complete", params, on_note))
+            answer = asyncio.ensure_future(self.observer.request(HubMethod.COMPLETE, params, on_note))
             await asyncio.wait_for(first, 10)
             cancelled = time.perf_counter()
             answer.cancel()

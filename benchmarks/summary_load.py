@@ -35,6 +35,7 @@ from benchmarks.common import (
 )
 from huddle.collab import schema
 from huddle.llm import LlmConfig
+from huddle.protocol import HubMethod
 from huddle.server.auth import Role, TokenSigner
 from huddle.server.client import HubClient
 from huddle.server.config import HubConfig
@@ -70,7 +71,7 @@ async def _first_token(ann: HubClient, trial: int) -> float:
     """Seconds from asking to the first streamed text, for a completion at a fresh spot."""
     path = f"trial_{trial}.py"
     line = f"result_{trial} = compute_{trial}("
-    await ann.request("create_file", {"path": path, "content": f"{line}\n"})
+    await ann.request(HubMethod.CREATE_FILE, {"path": path, "content": f"{line}\n"})
     text = schema.files(ann.doc).get(path)
     deadline = time.monotonic() + 10
     while not isinstance(text, Text):
@@ -94,7 +95,7 @@ async def _first_token(ann: HubClient, trial: int) -> float:
         if not first.done():
             first.set_result(loop.time())
 
-    answer = asyncio.ensure_future(ann.request("complete", params, on_partial))
+    answer = asyncio.ensure_future(ann.request(HubMethod.COMPLETE, params, on_partial))
     await asyncio.wait({first, answer}, return_when=asyncio.FIRST_COMPLETED)
     if first.done():
         elapsed = first.result() - started
@@ -114,7 +115,7 @@ async def _summaries(bob: HubClient, streaming: asyncio.Event) -> None:
                 streaming.set()
 
         try:
-            await bob.request("summarize", {"kind": "file", "path": "long.py"}, on_note)
+            await bob.request(HubMethod.SUMMARIZE, {"kind": "file", "path": "long.py"}, on_note)
         except RpcError as exc:
             raise BenchmarkError(f"the summary failed: {exc.message}") from None
         streaming.clear()
@@ -130,7 +131,7 @@ async def measure(blocks: int, per_block: int) -> dict[str, Any]:
             ann = await _client(hub, signer, "ann")
             bob = await _client(hub, signer, "bob")
             try:
-                await bob.request("create_file", {"path": "long.py", "content": LONG_FILE})
+                await bob.request(HubMethod.CREATE_FILE, {"path": "long.py", "content": LONG_FILE})
                 await _first_token(ann, -1)  # warm-up, not counted
                 idle: list[float] = []
                 loaded: list[float] = []

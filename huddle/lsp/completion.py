@@ -20,16 +20,25 @@ import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as lsp
 from pycrdt import Text
+from pydantic import BaseModel
 
 from huddle.collab import schema
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
 from huddle.lsp.anchors import sticky_position
-from huddle.server.rpc import RpcError
+from huddle.protocol import (
+    CompleteParams,
+    CompleteResult,
+    HubMethod,
+    HubNotification,
+    PartialText,
+    RpcError,
+)
+from huddle.server.client import HubClient
 
 if TYPE_CHECKING:
     from huddle.lsp.server import HuddleServer
@@ -37,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("huddle.lsp.completion")
 
 PARTIAL = "huddle/inlineCompletionPartial"
-HUB_PARTIAL = "complete/partial"
 REUSE_GRACE_S = 0.015
 ANCHOR_CHARS = 256  # text before the cursor that must be unchanged for a completion to be reused
 
@@ -113,18 +121,18 @@ class Completions:
         # the editor. None for an empty file: the hub reads it as the start of the file.
         shared = buffer.bridge.to_shared(offset)
         cursor = sticky_position(crdt_text, buffer.bridge.shared_index, shared)
-        params: dict[str, Any] = {
-            "path": buffer.path,
-            "cursor": cursor,
-            "offset": shared,
-            "state": base64.b64encode(session.doc.get_state()).decode(),
-        }
-        if server.settings is not None and server.settings.completion_scope:
-            params["scope"] = server.settings.completion_scope
+        scope = server.settings.completion_scope if server.settings is not None else None
+        params = CompleteParams(
+            path=buffer.path,
+            cursor=cursor,
+            offset=shared,
+            state=base64.b64encode(session.doc.get_state()).decode(),
+            scope=scope or "auto",
+        )
         anchor = text[max(0, offset - ANCHOR_CHARS) : offset]
         flights: list[Flight] = []  # the partial callback runs once the task does, after this
         task = asyncio.ensure_future(
-            self._ask(session.client.request, params, lambda t: self._partial(flights[0], t))
+            self._ask(session.client, params, lambda t: self._partial(flights[0], t))
         )
         task.add_done_callback(_retrieve)
         new = Flight(uri, position, offset, anchor, task)
@@ -142,20 +150,17 @@ class Completions:
 
     @staticmethod
     async def _ask(
-        request: Callable[..., Any], params: dict[str, Any], on_partial: Callable[[str], None]
+        client: HubClient, params: CompleteParams, on_partial: Callable[[str], None]
     ) -> str:
-        def relay(method: str, payload: dict[str, Any]) -> None:
-            if method == HUB_PARTIAL and isinstance(payload.get("text"), str):
-                on_partial(payload["text"])
+        def relay(method: HubNotification, payload: BaseModel) -> None:
+            if isinstance(payload, PartialText):
+                on_partial(payload.text)
 
         try:
-            result = await request("complete", params, relay)
+            result = await client.call(HubMethod.COMPLETE, params, CompleteResult, relay)
         except RpcError as exc:
             raise CompletionFailed(f"Huddle AI: {exc.message}") from None
-        text = result.get("text") if isinstance(result, dict) else None
-        if not isinstance(text, str):
-            raise CompletionFailed("Huddle AI: the hub sent a malformed completion")
-        return text
+        return result.text
 
     async def _wait(self, flight: Flight) -> str | None:
         """The flight's completion; None if it was cancelled by someone else (the hub lets a

@@ -16,6 +16,7 @@ from typing import Any
 
 from lsprotocol import types as lsp
 from pycrdt import Doc, StickyIndex, Subscription, Text, TransactionEvent, UndoManager
+from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol.language_server import (
@@ -39,8 +40,16 @@ from huddle.lsp.ignore import ShareRules
 from huddle.lsp.room_paths import room_path
 from huddle.lsp.session import Session
 from huddle.lsp.settings import LspSettings, resolve
+from huddle.protocol import (
+    CreateFileParams,
+    CreateFileResult,
+    HubMethod,
+    InviteParams,
+    InviteResult,
+    RpcError,
+    invalid_params,
+)
 from huddle.server.client import Status
-from huddle.server.rpc import RpcError
 
 log = logging.getLogger("huddle.lsp")
 
@@ -268,8 +277,10 @@ class HuddleServer(LanguageServer):
                 log.info("%s is not in the room and this token is read-only", buffer.path)
                 return
             try:
-                await client.request(
-                    "create_file", {"path": buffer.path, "content": buffer.opened_with}
+                await client.call(
+                    HubMethod.CREATE_FILE,
+                    CreateFileParams(path=buffer.path, content=buffer.opened_with),
+                    CreateFileResult,
                 )
             except RpcError as exc:
                 if exc.code not in ("offline", "disconnected"):
@@ -692,10 +703,13 @@ def build_server(solo_data_dir: Path | None = None) -> HuddleServer:
             raise RuntimeError("not connected to a room")
         options = args[0] if args and isinstance(args[0], dict) else {}
         try:
-            result: dict[str, Any] = await ls.session.client.request("invite", options)
+            asked = InviteParams.model_validate(options)
+            result = await ls.session.client.call(HubMethod.INVITE, asked, InviteResult)
+        except ValidationError as exc:
+            raise RuntimeError(f"cannot invite: {invalid_params(exc).message}") from None
         except RpcError as exc:
             raise RuntimeError(f"cannot invite: {exc.message}") from None
-        return result
+        return result.model_dump(mode="json")
 
     async def summary(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
         try:

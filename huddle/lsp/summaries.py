@@ -20,13 +20,23 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types as lsp
 from lsprotocol.converters import get_converter
 from pycrdt import Text
+from pydantic import BaseModel, ValidationError
 from pygls.uris import to_fs_path
 
 from huddle.collab import schema
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
 from huddle.lsp.anchors import sticky_position
-from huddle.server.rpc import RpcError
+from huddle.protocol import (
+    HubMethod,
+    HubNotification,
+    PartialText,
+    RpcError,
+    SummarizeParams,
+    SummarizeResult,
+    SummaryProgress,
+    invalid_params,
+)
 
 if TYPE_CHECKING:
     from huddle.lsp.server import HuddleServer
@@ -35,8 +45,6 @@ log = logging.getLogger("huddle.lsp.summaries")
 _CONVERTER = get_converter()
 
 PARTIAL = "huddle/summaryPartial"
-HUB_PROGRESS = "summary/progress"
-HUB_PARTIAL = "summary/partial"
 
 TITLES = {
     "file": "Huddle: summarising the file",
@@ -89,17 +97,21 @@ async def summarize(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[
     progress = _Progress(ls, TITLES[kind])
     await progress.begin()
 
-    def on_hub(method: str, payload: dict[str, Any]) -> None:
-        if method == HUB_PROGRESS:
-            progress.report(str(payload.get("message", "")), payload.get("percentage"))
-        elif method == HUB_PARTIAL and isinstance(payload.get("text"), str):
+    def on_hub(method: HubNotification, payload: BaseModel) -> None:
+        if isinstance(payload, SummaryProgress):
+            progress.report(payload.message, payload.percentage)
+        elif isinstance(payload, PartialText):
             ls.protocol.notify(
-                PARTIAL, {"token": progress.token, "kind": kind, "text": payload["text"]}
+                PARTIAL, {"token": progress.token, "kind": kind, "text": payload.text}
             )
 
+    try:
+        asked = SummarizeParams.model_validate(params)
+    except ValidationError as exc:
+        raise SummaryFailed(f"Huddle: {invalid_params(exc).message}") from None
     outcome = "failed"
     try:
-        result: dict[str, Any] = await session.client.request("summarize", params, on_hub)
+        result = await session.client.call(HubMethod.SUMMARIZE, asked, SummarizeResult, on_hub)
         outcome = "done"
     except RpcError as exc:
         raise SummaryFailed(f"Huddle AI: {exc.message}") from None
@@ -108,8 +120,7 @@ async def summarize(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[
         raise
     finally:
         progress.end(outcome)
-    result["token"] = progress.token
-    return result
+    return {**result.model_dump(mode="json"), "token": progress.token}
 
 
 def _code_params(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pycrdt import StickyIndex, Text
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huddle.collab import schema, wire
 from huddle.collab.privacy import IGNORE_FILE, PathRules
@@ -37,7 +36,14 @@ from huddle.llm.errors import EmbeddedEngineError, LlmError, NoBackendAvailable
 from huddle.llm.gateway import LlmGateway
 from huddle.llm.prompt import CodeContext, Prompt, SharedContext, approx_tokens
 from huddle.llm.protocol import Usage
-from huddle.llm.shaping import Scope, Shaper
+from huddle.llm.shaping import Shaper
+from huddle.protocol import (
+    CompleteParams,
+    CompleteResult,
+    HubNotification,
+    PartialText,
+    RpcError,
+)
 from huddle.server import rpc
 from huddle.server.audit import AuditLog
 from huddle.server.context import RoomContext
@@ -47,29 +53,6 @@ if TYPE_CHECKING:
     from huddle.server.room import Room
 
 log = logging.getLogger("huddle.ai")
-
-PARTIAL = "complete/partial"
-
-
-class CompleteParams(BaseModel):
-    """What ``huddle lsp`` sends with a ``complete`` request."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str = Field(max_length=1024)
-    cursor: dict[str, Any] | None = Field(
-        description="Yjs relative position (StickyIndex JSON); null: the start of the file "
-        "(an empty file has no position to stick to)"
-    )
-    offset: int | None = Field(
-        None,
-        ge=0,
-        description="the cursor in code points of the shared text as the asker sees it: used "
-        "when ``cursor`` names an edit the hub has not got (it is still on its way)",
-    )
-    state: str = Field("", max_length=64 * 1024, description="asker's state vector, base64")
-    scope: Scope = "auto"
-    max_tokens: int | None = Field(None, ge=1, le=4096)
 
 
 @dataclass
@@ -214,7 +197,7 @@ class AiService:
                     )
                 except EmbeddedEngineError as exc:
                     log.error("the embedded model cannot start: %s", exc)
-                    raise rpc.RpcError("ai_unavailable", f"the model cannot start: {exc}") from None
+                    raise RpcError("ai_unavailable", f"the model cannot start: {exc}") from None
                 self._gateway = gateway
             return self._gateway
 
@@ -231,11 +214,9 @@ class AiService:
 
     # -- the ``complete`` request ---------------------------------------------------------
 
-    async def complete(self, ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
-        try:
-            params = CompleteParams.model_validate(call.params)
-        except ValidationError as exc:
-            raise rpc.RpcError("invalid_params", f"{exc.error_count()} invalid fields") from None
+    async def complete(
+        self, ctx: RoomContext, params: CompleteParams, call: rpc.Call
+    ) -> CompleteResult:
         room, user = ctx.room, ctx.grant.user
         key = (room.name, user, params.path)
         me = asyncio.current_task()
@@ -252,7 +233,7 @@ class AiService:
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        except rpc.RpcError as exc:
+        except RpcError as exc:
             outcome = "failed" if exc.code.startswith("ai_") else "refused"
             raise
         finally:
@@ -262,7 +243,7 @@ class AiService:
 
     async def _complete(
         self, room: Room, user: str, params: CompleteParams, can_edit: bool, call: rpc.Call
-    ) -> dict[str, Any]:
+    ) -> CompleteResult:
         if can_edit and params.state:
             await self._catch_up(room, params.state)
         context, shaper = self._context(room, params)
@@ -273,7 +254,7 @@ class AiService:
             done = shaper.feed(text)
             if shaper.visible != shown:
                 shown = shaper.visible
-                call.notify(PARTIAL, {"text": shown})
+                call.notify(HubNotification.COMPLETE_PARTIAL, PartialText(text=shown))
             return done
 
         def open_stream(gateway: LlmGateway, on_prompt: OnPrompt) -> StreamContext:
@@ -283,15 +264,15 @@ class AiService:
 
         run = await self.run(ModelRequest(room, user, "completion", open_stream, on_text))
         usage = run.usage
-        return {
-            "text": shaper.final(),
-            "finish_reason": "stop" if shaper.done else run.finish_reason,
-            "model": run.model,
-            "scope": shaper.scope,
-            "prompt_tokens": usage.prompt_tokens if usage else None,
-            "cached_tokens": usage.cached_tokens if usage else None,
-            "completion_tokens": usage.completion_tokens if usage else None,
-        }
+        return CompleteResult(
+            text=shaper.final(),
+            finish_reason="stop" if shaper.done else run.finish_reason,
+            model=run.model,
+            scope=shaper.scope,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            cached_tokens=usage.cached_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
 
     # -- one model request, for completions and summaries alike -------------------------------
 
@@ -368,10 +349,10 @@ class AiService:
             raise
         except NoBackendAvailable as exc:
             error = str(exc)
-            raise rpc.RpcError("ai_unavailable", error) from None
+            raise RpcError("ai_unavailable", error) from None
         except LlmError as exc:
             error = str(exc)
-            raise rpc.RpcError("ai_failed", error) from None
+            raise RpcError("ai_failed", error) from None
         finally:
             if not limiter.running and not limiter.waiting:
                 limiters.pop(room.name, None)
@@ -422,7 +403,7 @@ class AiService:
         try:
             wanted = wire.decode_state_vector(base64.b64decode(state, validate=True))
         except (ValueError, wire.WireError):
-            raise rpc.RpcError("invalid_params", "state is not a base64 state vector") from None
+            raise RpcError("invalid_params", "state is not a base64 state vector") from None
         known = wire.decode_state_vector(room.doc.get_state())
         for client_id, clock in wanted.items():
             if known.get(client_id, 0) < clock and not await room.caught_up(
@@ -435,17 +416,17 @@ class AiService:
         files = schema.files(room.doc)
         text = files.get(params.path)
         if not isinstance(text, Text):
-            raise rpc.RpcError("not_found", "no such file in the room")
+            raise RpcError("not_found", "no such file in the room")
         rules = private_paths(room)
         if rules.private(params.path):
-            raise rpc.RpcError("forbidden", "this file is private: it never goes to a model")
+            raise RpcError("forbidden", "this file is private: it never goes to a model")
         content = str(text)
         offset = 0 if params.cursor is None else resolve_cursor(room, text, content, params.cursor)
         if offset is None and params.offset is not None:
             log.debug("room %s: the cursor's anchor has not arrived; using its offset", room.name)
             offset = min(params.offset, len(content))
         if offset is None:
-            raise rpc.RpcError("invalid_params", "the cursor does not resolve in this file")
+            raise RpcError("invalid_params", "the cursor does not resolve in this file")
 
         def recent() -> list[tuple[str, str]]:
             # Text values only: a stock Yjs client can put anything under `files`, and str()

@@ -15,16 +15,28 @@ import ssl
 from collections.abc import Callable
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import jwt
 import pycrdt
 from pycrdt import Doc, Subscription, TransactionEvent
+from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from huddle.collab import wire
+from huddle.protocol import (
+    HUB_METHODS,
+    HUB_NOTIFICATIONS,
+    HubMethod,
+    HubNotification,
+    RpcCancel,
+    RpcError,
+    RpcNotification,
+    RpcRequest,
+    RpcResponse,
+)
 from huddle.server import rpc
 
 log = logging.getLogger("huddle.client")
@@ -33,6 +45,7 @@ AWARENESS_RENEW_SECONDS = 15.0  # y-protocols drops a state not renewed within 3
 
 
 NotificationHandler = Callable[[str, dict[str, Any]], None]
+R = TypeVar("R", bound=BaseModel)
 
 
 class Status(StrEnum):
@@ -184,39 +197,67 @@ class HubClient:
         params: dict[str, Any] | None = None,
         on_notification: NotificationHandler | None = None,
     ) -> Any:
-        """Ask the hub; raises ``rpc.RpcError``. Cancelling the caller cancels it on the hub."""
+        """Ask the hub, untyped (``call`` is the typed form); raises ``RpcError``. Cancelling
+        the caller cancels it on the hub."""
         ws = self._ws
         if ws is None or self.status is not Status.CONNECTED:
-            raise rpc.RpcError("offline", "not connected to the hub")
+            raise RpcError("offline", "not connected to the hub")
         request_id = next(self._request_ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[request_id] = (future, on_notification)
         try:
-            await ws.send(
-                rpc.encode(rpc.RpcRequest(id=request_id, method=method, params=params or {}))
-            )
+            await ws.send(rpc.encode(RpcRequest(id=request_id, method=method, params=params or {})))
             return await future
         except asyncio.CancelledError:
             if self._ws is ws:
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(rpc.encode(rpc.RpcCancel(id=request_id)))
+                    await ws.send(rpc.encode(RpcCancel(id=request_id)))
             raise
         except ConnectionClosed:
-            raise rpc.RpcError("disconnected", "lost the hub connection") from None
+            raise RpcError("disconnected", "lost the hub connection") from None
         finally:
             self._calls.pop(request_id, None)
 
+    async def call(
+        self,
+        method: HubMethod,
+        params: BaseModel,
+        result: type[R],
+        on_notification: Callable[[HubNotification, BaseModel], None] | None = None,
+    ) -> R:
+        """Ask the hub: ``params`` and ``result`` are the method's models in
+        ``huddle.protocol``, and its notifications arrive parsed (a malformed one is dropped).
+        Raises ``RpcError`` (``malformed`` when the answer does not match ``result``)."""
+        assert HUB_METHODS[method].result is result, f"{method} answers with another model"
+
+        def relay(name: str, payload: dict[str, Any]) -> None:
+            if on_notification is None:
+                return
+            try:
+                kind = HubNotification(name)
+                parsed = HUB_NOTIFICATIONS[kind].model_validate(payload)
+            except (ValueError, ValidationError):
+                log.warning("dropped a malformed %r notification from the hub", name[:64])
+                return
+            on_notification(kind, parsed)
+
+        answer = await self.request(method, params.model_dump(mode="json"), relay)
+        try:
+            return result.model_validate(answer)
+        except ValidationError:
+            raise RpcError("malformed", f"the hub's answer to {method} is malformed") from None
+
     def _on_rpc(self, payload: bytes) -> None:
         message = rpc.decode(payload)
-        if isinstance(message, rpc.RpcResponse):
+        if isinstance(message, RpcResponse):
             call = self._calls.get(message.id)
             if call is None or call[0].done():
                 return
             if message.error is not None:
-                call[0].set_exception(rpc.RpcError(message.error.code, message.error.message))
+                call[0].set_exception(RpcError(message.error.code, message.error.message))
             else:
                 call[0].set_result(message.result)
-        elif isinstance(message, rpc.RpcNotification) and message.id is not None:
+        elif isinstance(message, RpcNotification) and message.id is not None:
             call = self._calls.get(message.id)
             if call is not None and call[1] is not None:
                 call[1](message.method, message.params)
@@ -224,7 +265,7 @@ class HubClient:
     def _fail_calls(self) -> None:
         for future, _ in self._calls.values():
             if not future.done():
-                future.set_exception(rpc.RpcError("disconnected", "lost the hub connection"))
+                future.set_exception(RpcError("disconnected", "lost the hub connection"))
 
     # -- connection ----------------------------------------------------------------------
 

@@ -12,17 +12,17 @@ import time
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from huddle import protocol
 from huddle.collab import wire
+from huddle.protocol import HubMethod, RpcError
 from huddle.server import datadir, rpc
 from huddle.server.ai import AiService
 from huddle.server.audit import AuditLog
@@ -63,9 +63,6 @@ def bearer_token(query: dict[str, list[str]], headers: Headers) -> str | None:
     return values[0] if values else None
 
 
-MAX_INVITE_TTL = timedelta(days=30)
-
-
 class _RoutineAtDebug(logging.Filter):
     """A load balancer asks /healthz every few seconds, and websockets logs each answer and
     each connection's open and close at INFO, with nothing that says who: that buries the log.
@@ -88,27 +85,16 @@ _WS_LOG = logging.getLogger("huddle.ws")
 _WS_LOG.addFilter(_RoutineAtDebug())
 
 
-class InviteParams(BaseModel):
-    """What an ``invite`` request may ask for (``huddle.invite`` in the editors)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    role: Role = Role.EDIT
-    user: str = Field("guest", min_length=1, max_length=64)
-    ttl_seconds: float = Field(
-        7 * 86400, gt=0, le=MAX_INVITE_TTL.total_seconds(), allow_inf_nan=False
-    )
-
-
-async def _create_file(ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
+async def _create_file(
+    ctx: RoomContext, params: protocol.CreateFileParams, call: rpc.Call
+) -> protocol.CreateFileResult:
     """Seed ``files[path]`` with ``content`` exactly once, however many editors ask at once."""
     if not ctx.grant.can_edit:
-        raise rpc.RpcError("forbidden", "read-only members cannot add files")
-    path, content = call.params.get("path"), call.params.get("content")
-    if not isinstance(path, str) or not isinstance(content, str) or not valid_path(path):
-        raise rpc.RpcError("invalid_params", "path must be a relative POSIX path, content a string")
-    created = await ctx.room.create_file(ctx.grant.user, path, content)
-    return {"created": created}
+        raise RpcError("forbidden", "read-only members cannot add files")
+    if not valid_path(params.path):
+        raise RpcError("invalid_params", "path must be a relative POSIX path")
+    created = await ctx.room.create_file(ctx.grant.user, params.path, params.content)
+    return protocol.CreateFileResult(created=created)
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
@@ -151,16 +137,18 @@ class Hub:
             config.llm, self.signer.derive("llm-cache-salt"), self.metrics, self.audit
         )
         self.summaries = Summaries(self.ai)
-        self.methods: dict[str, rpc.Handler] = {
-            "invite": self._invite,
-            "create_file": _create_file,
-            "complete": self.ai.complete,
-            "summarize": self.summaries.summarize,
+        self.methods: dict[HubMethod, rpc.Handler] = {
+            HubMethod.INVITE: self._invite,
+            HubMethod.CREATE_FILE: _create_file,
+            HubMethod.COMPLETE: self.ai.complete,
+            HubMethod.SUMMARIZE: self.summaries.summarize,
         }
 
     # -- requests ------------------------------------------------------------------------
 
-    async def _invite(self, ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
+    async def _invite(
+        self, ctx: RoomContext, params: protocol.InviteParams, call: rpc.Call
+    ) -> protocol.InviteResult:
         """A join link for this room. An invite never outranks its minter (editors may invite
         editors or readers, readers nobody), never outlives the minter's token, and names the
         minter: the invited name is qualified by the minter's, ``ann/bob`` (bob, invited by ann),
@@ -168,25 +156,20 @@ class Hub:
         presence show who let the guest in."""
         minter = ctx.grant
         if not minter.can_edit:
-            raise rpc.RpcError("forbidden", "read-only members cannot invite")
-        try:
-            params = InviteParams.model_validate(call.params)
-        except ValidationError as exc:
-            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"]) or "params"
-            raise rpc.RpcError("invalid_params", f"invalid {fields}") from None
+            raise RpcError("forbidden", "read-only members cannot invite")
         problem = name_problem(params.user)
         if problem is None and DELEGATE in params.user:
             problem = f"a user name cannot contain {DELEGATE!r} (it separates minter and guest)"
         if problem is not None:
-            raise rpc.RpcError("invalid_params", problem)
+            raise RpcError("invalid_params", problem)
         user = f"{minter.user}{DELEGATE}{params.user}"
         if len(user) > MAX_USER_NAME:
-            raise rpc.RpcError("invalid_params", "this chain of invites is too long")
+            raise RpcError("invalid_params", "this chain of invites is too long")
         if (lapsed := self.lapsed(minter)) is not None:  # its connection is being closed
-            raise rpc.RpcError("forbidden", lapsed.reason)
+            raise RpcError("forbidden", lapsed.reason)
         ttl = timedelta(seconds=params.ttl_seconds)
         token = self.signer.issue(
-            ctx.room.name, user, params.role, ttl, not_after=minter.expires_at, by=minter.user
+            ctx.room.name, user, Role(params.role), ttl, not_after=minter.expires_at, by=minter.user
         )
         grant = self.signer.verify(token, ctx.room.name)
         log.info(
@@ -194,19 +177,19 @@ class Hub:
             ctx.room.name,
             minter.user,
             user,
-            params.role.value,
+            params.role,
             grant.expires_at.isoformat(timespec="seconds"),
         )
-        return {
-            "url": room_url(self.url, ctx.room.name, token),
-            "hub": self.url,
-            "room": ctx.room.name,
-            "token": token,
-            "role": params.role.value,
-            "user": user,
-            "invited_by": minter.user,
-            "expires_at": grant.expires_at.isoformat(timespec="seconds"),
-        }
+        return protocol.InviteResult(
+            url=room_url(self.url, ctx.room.name, token),
+            hub=self.url,
+            room=ctx.room.name,
+            token=token,
+            role=params.role,
+            user=user,
+            invited_by=minter.user,
+            expires_at=grant.expires_at.isoformat(timespec="seconds"),
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 

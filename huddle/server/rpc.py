@@ -1,8 +1,6 @@
-"""Huddle's request channel over the hub connection (wire type 100, JSON).
-
-``huddle lsp`` asks the hub for things that need the hub's authority or its copy of the room
-(invites now; completions and summaries later). A request may stream notifications tagged with
-its id before the final response, and the caller may cancel it.
+"""The hub's end of the request channel (wire type 100, JSON): see ``huddle.protocol`` for the
+contract. Each request runs as a task the endpoint owns; its params are validated against the
+method's model once, here, so handlers get typed params and return typed results.
 """
 
 from __future__ import annotations
@@ -10,95 +8,55 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from huddle.collab import wire
-from huddle.server.errors import ServerError
+from huddle.protocol import (
+    HUB_METHODS,
+    RPC_MESSAGE,
+    HubMethod,
+    HubNotification,
+    RpcCancel,
+    RpcError,
+    RpcErrorBody,
+    RpcMessage,
+    RpcNotification,
+    RpcRequest,
+    RpcResponse,
+    invalid_params,
+)
 
 log = logging.getLogger("huddle.rpc")
 
 
-class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RpcRequest(_Msg):
-    kind: Literal["request"] = "request"
-    id: int = Field(ge=0)
-    method: str = Field(max_length=64)
-    params: dict[str, Any] = {}
-
-
-class RpcErrorBody(_Msg):
-    code: str
-    message: str
-
-
-class RpcResponse(_Msg):
-    kind: Literal["response"] = "response"
-    id: int
-    result: Any = None
-    error: RpcErrorBody | None = None
-
-
-class RpcNotification(_Msg):
-    kind: Literal["notification"] = "notification"
-    id: int | None = None  # the request it belongs to, if any
-    method: str
-    params: dict[str, Any] = {}
-
-
-class RpcCancel(_Msg):
-    kind: Literal["cancel"] = "cancel"
-    id: int
-
-
-RpcMessage = Annotated[
-    RpcRequest | RpcResponse | RpcNotification | RpcCancel, Field(discriminator="kind")
-]
-_ADAPTER: TypeAdapter[RpcRequest | RpcResponse | RpcNotification | RpcCancel] = TypeAdapter(
-    RpcMessage
-)
-
-
-def encode(message: RpcRequest | RpcResponse | RpcNotification | RpcCancel) -> bytes:
+def encode(message: RpcMessage) -> bytes:
     return wire.encode(wire.HuddleMessage(message.model_dump_json(exclude_defaults=False).encode()))
 
 
-def decode(payload: bytes) -> RpcRequest | RpcResponse | RpcNotification | RpcCancel:
+def decode(payload: bytes) -> RpcMessage:
     try:
-        return _ADAPTER.validate_json(payload)
+        return RPC_MESSAGE.validate_json(payload)
     except ValidationError as exc:
         raise wire.WireError(f"invalid huddle message: {exc.error_count()} errors") from exc
 
 
-class RpcError(ServerError):
-    """A request failed; ``code`` is stable and machine-readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
 class Call:
-    """One request being served: its parameters and a way to stream notifications back."""
+    """One request being served: its id, and a way to stream notifications back."""
 
     def __init__(self, request: RpcRequest, send: Callable[[bytes], None]) -> None:
         self.request = request
         self._send = send
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.request.params
-
-    def notify(self, method: str, params: dict[str, Any]) -> None:
-        self._send(encode(RpcNotification(id=self.request.id, method=method, params=params)))
+    def notify(self, method: HubNotification, params: BaseModel) -> None:
+        payload = params.model_dump(mode="json")
+        self._send(encode(RpcNotification(id=self.request.id, method=method, params=payload)))
 
 
-Handler = Callable[[Any, Call], Awaitable[Any]]
+# A handler gets the connection's context, the validated params and the call; it returns the
+# method's result model (``HUB_METHODS``).
+Handler = Callable[[Any, Any, Call], Awaitable[BaseModel]]
 
 
 class RpcEndpoint:
@@ -106,7 +64,7 @@ class RpcEndpoint:
 
     def __init__(
         self,
-        methods: dict[str, Handler],
+        methods: dict[HubMethod, Handler],
         context: Any,
         send: Callable[[bytes], None],
         max_concurrent: int,
@@ -128,17 +86,27 @@ class RpcEndpoint:
             raise wire.WireError(f"the hub does not accept {message.kind} messages")
         if message.id in self._tasks:
             raise wire.WireError(f"request id {message.id} is already in flight")
-        handler = self._methods.get(message.method)
-        if handler is None:
+        try:
+            method: HubMethod | None = HubMethod(message.method)
+        except ValueError:
+            method = None
+        handler = self._methods.get(method) if method is not None else None
+        if method is None or handler is None:
             self._reply_error(message.id, "unknown_method", f"no method {message.method!r}")
         elif len(self._tasks) >= self._max:
             self._reply_error(message.id, "busy", "too many requests in flight")
         else:
-            self._tasks[message.id] = asyncio.create_task(self._serve(handler, message))
+            self._tasks[message.id] = asyncio.create_task(self._serve(method, handler, message))
 
-    async def _serve(self, handler: Handler, request: RpcRequest) -> None:
+    async def _serve(self, method: HubMethod, handler: Handler, request: RpcRequest) -> None:
+        spec = HUB_METHODS[method]
         try:
-            result = await handler(self._context, Call(request, self._send))
+            try:
+                params = spec.params.model_validate(request.params)
+            except ValidationError as exc:
+                raise invalid_params(exc) from None
+            result = await handler(self._context, params, Call(request, self._send))
+            assert isinstance(result, spec.result), f"{request.method} answered {type(result)}"
         except asyncio.CancelledError:
             self._reply_error(request.id, "cancelled", "request cancelled")
             raise
@@ -148,7 +116,8 @@ class RpcEndpoint:
             log.exception("request %s failed", request.method)
             self._reply_error(request.id, "internal", f"{request.method} failed on the hub")
         else:
-            self._send(encode(RpcResponse(id=request.id, result=result)))
+            response = RpcResponse(id=request.id, result=result.model_dump(mode="json"))
+            self._send(encode(response))
         finally:
             self._tasks.pop(request.id, None)
 

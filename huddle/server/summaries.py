@@ -30,14 +30,23 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from pycrdt import Text
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from huddle.collab import schema
 from huddle.collab.privacy import is_secret
 from huddle.llm.prompt import approx_tokens
+from huddle.protocol import (
+    FileSummary,
+    HubNotification,
+    PartialText,
+    RpcError,
+    SummarizeParams,
+    SummarizeResult,
+    SummaryKind,
+    SummaryProgress,
+)
 from huddle.server import rpc
 from huddle.server.ai import (
     AiService,
@@ -65,11 +74,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("huddle.summaries")
 
 MAX_YIELDS = 20  # a summary steps aside for completions at most this often, then runs
-PROGRESS = "summary/progress"
-PARTIAL = "summary/partial"
 _MAX_WARNED = 4096  # (room, path) pairs already logged as private files in a room
 
-Kind = Literal["file", "selection", "catch_up", "session"]
 
 _INSTRUCTIONS: dict[str, str] = {
     "file": "Explain what the following code does, for a teammate who has not read it. "
@@ -83,22 +89,6 @@ _INSTRUCTIONS: dict[str, str] = {
 }
 _ANSWER = "\n\nAnswer:\n"
 _LINES = re.compile(r"[^\n]*\n|[^\n]+")
-_LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
-
-
-class SummaryParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Kind
-    path: str | None = Field(None, max_length=1024)
-    start: dict[str, Any] | None = None  # Yjs relative positions of a selection
-    end: dict[str, Any] | None = None
-    # finite and within what datetime can show (year 9999): `inf` or 1e300 are bad params,
-    # not an internal error when the result is written
-    since: float | None = Field(
-        None, ge=0, le=_LAST_TIME, allow_inf_nan=False, description="seconds since the epoch"
-    )
-    until: float | None = Field(None, ge=0, le=_LAST_TIME, allow_inf_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +119,9 @@ class Summaries:
         self._rebuilds = asyncio.Semaphore(ai.config.max_summary_rebuilds)
         self._warned: set[tuple[str, str]] = set()
 
-    async def summarize(self, ctx: RoomContext, call: rpc.Call) -> dict[str, Any]:
-        try:
-            params = SummaryParams.model_validate(call.params)
-        except ValidationError as exc:
-            raise rpc.RpcError("invalid_params", f"{exc.error_count()} invalid fields") from None
+    async def summarize(
+        self, ctx: RoomContext, params: SummarizeParams, call: rpc.Call
+    ) -> SummarizeResult:
         async with self._admitted(ctx.room.name, ctx.grant.user, call):
             return await self._summarize(ctx, call, params)
 
@@ -145,7 +133,7 @@ class Summaries:
         config = self.ai.config
         key = (room, user)
         if self._asking[key] >= config.max_summaries_per_user:
-            raise rpc.RpcError(
+            raise RpcError(
                 "busy",
                 "you already have a summary running in this room: wait for it to finish or "
                 "cancel it",
@@ -168,11 +156,11 @@ class Summaries:
                 del self._rooms[room]
 
     async def _summarize(
-        self, ctx: RoomContext, call: rpc.Call, params: SummaryParams
-    ) -> dict[str, Any]:
+        self, ctx: RoomContext, call: rpc.Call, params: SummarizeParams
+    ) -> SummarizeResult:
         room, user = ctx.room, ctx.grant.user
         now = time.time()
-        files: list[dict[str, Any]] = []
+        files: list[FileSummary] = []
         notes: list[str] = []
         since = until = None
         if params.kind in ("file", "selection"):
@@ -182,12 +170,12 @@ class Summaries:
                 last = await ctx.store.last_seen(room.name, user)
                 since = params.since if params.since is not None else (last or 0.0)
             elif params.since is None:
-                raise rpc.RpcError("invalid_params", "a session summary needs `since`")
+                raise RpcError("invalid_params", "a session summary needs `since`")
             else:
                 since = params.since
             until = params.until if params.until is not None else now
             if until <= since:
-                raise rpc.RpcError("invalid_params", "`until` must be after `since`")
+                raise RpcError("invalid_params", "`until` must be after `since`")
             found = await self._changes(ctx, room, user, since, until, params.kind, call)
             if found.shortened:
                 asked = f"since {_when(since)}" if since else "of the room"
@@ -213,37 +201,37 @@ class Summaries:
         if params.kind == "catch_up" and params.since is None:
             await ctx.store.set_last_seen(room.name, user, until or now)
         truncated = " ".join(notes) or None
-        return {
-            "kind": params.kind,
-            "since": since,
-            "until": until,
-            "files": files,
-            "summary": summary,
-            "truncated": truncated,
-            "markdown": _markdown(params.kind, since, until, files, summary, truncated),
-        }
+        return SummarizeResult(
+            kind=params.kind,
+            since=since,
+            until=until,
+            files=files,
+            summary=summary,
+            truncated=truncated,
+            markdown=_markdown(params.kind, since, until, files, summary, truncated),
+        )
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def _code(self, room: Room, params: SummaryParams) -> Section:
+    def _code(self, room: Room, params: SummarizeParams) -> Section:
         if params.path is None:
-            raise rpc.RpcError("invalid_params", "which file? (`path`)")
+            raise RpcError("invalid_params", "which file? (`path`)")
         text = schema.files(room.doc).get(params.path)
         if not isinstance(text, Text):
-            raise rpc.RpcError("not_found", "no such file in the room")
+            raise RpcError("not_found", "no such file in the room")
         if private_paths(room).private(params.path):
-            raise rpc.RpcError("forbidden", "this file is private: it never goes to a model")
+            raise RpcError("forbidden", "this file is private: it never goes to a model")
         content = str(text)
         if params.kind == "selection":
             if params.start is None or params.end is None:
-                raise rpc.RpcError("invalid_params", "a selection needs `start` and `end`")
+                raise RpcError("invalid_params", "a selection needs `start` and `end`")
             start = resolve_cursor(room, text, content, params.start)
             end = resolve_cursor(room, text, content, params.end)
             if start is None or end is None:
-                raise rpc.RpcError("invalid_params", "the selection does not resolve")
+                raise RpcError("invalid_params", "the selection does not resolve")
             start, end = min(start, end), max(start, end)
             if start == end:
-                raise rpc.RpcError("invalid_params", "the selection is empty")
+                raise RpcError("invalid_params", "the selection is empty")
             first = content.count("\n", 0, start) + 1
             last = first + content.count("\n", start, end)
             return Section(f"{params.path}, lines {first}-{last}", content[start:end], params.path)
@@ -285,9 +273,9 @@ class Summaries:
                     ctx.store, room.name, since, until, limits=limits, skip=skip
                 )
             except HistoryGap as exc:
-                raise rpc.RpcError("history_gap", str(exc)) from None
+                raise RpcError("history_gap", str(exc)) from None
             except TooMuchHistory as exc:
-                raise rpc.RpcError("too_large", str(exc)) from None
+                raise RpcError("too_large", str(exc)) from None
         self._note_private(room.name, private)
         return found
 
@@ -383,7 +371,7 @@ class Summaries:
             nonlocal streamed
             streamed += text
             if call is not None:
-                call.notify(PARTIAL, {"text": streamed})
+                call.notify(HubNotification.SUMMARY_PARTIAL, PartialText(text=streamed))
             return False
 
         limit = self.ai.config.summary_max_tokens
@@ -421,7 +409,10 @@ class Summaries:
 
 def _notify(call: rpc.Call, message: str) -> None:
     """Progress before the first model call (waiting, reading history)."""
-    call.notify(PROGRESS, {"done": 0, "total": 1, "percentage": 0, "message": message})
+    call.notify(
+        HubNotification.SUMMARY_PROGRESS,
+        SummaryProgress(done=0, total=1, percentage=0, message=message),
+    )
 
 
 def _budget(gateway: LlmGateway, room: str, instructions: str) -> int:
@@ -476,13 +467,10 @@ class _Progress:
     def _send(self) -> None:
         percentage = min(100, int(100 * self.done / self.total))
         self._call.notify(
-            PROGRESS,
-            {
-                "done": self.done,
-                "total": self.total,
-                "percentage": percentage,
-                "message": self._text,
-            },
+            HubNotification.SUMMARY_PROGRESS,
+            SummaryProgress(
+                done=self.done, total=self.total, percentage=percentage, message=self._text
+            ),
         )
 
 
@@ -534,15 +522,15 @@ def _split(block: str, budget: int) -> Iterator[str]:
         yield current
 
 
-def _file_entry(change: FileChange) -> dict[str, Any]:
-    return {
-        "path": change.path,
-        "authors": list(change.authors),
-        "added": change.added_lines,
-        "removed": change.removed_lines,
-        "created": change.before is None,
-        "deleted": change.after is None,
-    }
+def _file_entry(change: FileChange) -> FileSummary:
+    return FileSummary(
+        path=change.path,
+        authors=list(change.authors),
+        added=change.added_lines,
+        removed=change.removed_lines,
+        created=change.before is None,
+        deleted=change.after is None,
+    )
 
 
 def _diff_section(change: FileChange) -> Section:
@@ -561,10 +549,10 @@ def _when(ts: float | None) -> str:
 
 
 def _markdown(
-    kind: Kind,
+    kind: SummaryKind,
     since: float | None,
     until: float | None,
-    files: list[dict[str, Any]],
+    files: list[FileSummary],
     summary: str,
     truncated: str | None,
 ) -> str:
@@ -576,14 +564,11 @@ def _markdown(
     if not files:
         lines.append("Nothing changed." if kind == "session" else "No changes by teammates.")
         return "\n".join(lines) + "\n"
-    authors = sorted({a for f in files for a in f["authors"]})
+    authors = sorted({a for f in files for a in f.authors})
     lines += [f"{len(files)} file(s) changed by {', '.join(authors)}.", ""]
     lines += ["| file | by | added | removed |", "| --- | --- | ---: | ---: |"]
     for f in files:
-        created = " (new)" if f["created"] else " (deleted)" if f["deleted"] else ""
-        lines.append(
-            f"| `{f['path']}`{created} | {', '.join(f['authors'])} | {f['added']} | "
-            f"{f['removed']} |"
-        )
+        created = " (new)" if f.created else " (deleted)" if f.deleted else ""
+        lines.append(f"| `{f.path}`{created} | {', '.join(f.authors)} | {f.added} | {f.removed} |")
     lines += ["", summary.strip(), ""]
     return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""The contract between the hub, ``huddle lsp`` and the editors, in one place: every method and
+notification name, with its params and result as pydantic models. Nothing else spells a name.
+
+Two channels:
+
+* **hub <-> huddle lsp**: JSON requests over the hub's websocket (y-websocket message type 100,
+  see ``collab.wire.HuddleMessage``). ``huddle lsp`` sends a ``RpcRequest`` naming a
+  ``HubMethod``; the hub may stream ``RpcNotification``\\ s tagged with the request's id
+  (``HubNotification``) before the final ``RpcResponse``; either side may send ``RpcCancel``.
+  The hub validates params once, at its endpoint, against ``HUB_METHODS``.
+* **huddle lsp <-> editor**: LSP, plus Huddle's custom notifications (``EditorNotification``)
+  and ``workspace/executeCommand`` commands (``Command``). The VS Code extension's
+  ``src/core/protocol.ts`` spells the same names; ``tests/test_protocol.py`` checks the two agree.
+
+This module imports nothing else of Huddle: both sides and the editors' tests depend on it, it
+depends on nobody.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+# -- the hub channel: envelopes ------------------------------------------------------------
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RpcRequest(_Message):
+    kind: Literal["request"] = "request"
+    id: int = Field(ge=0)
+    method: str = Field(max_length=64)
+    params: dict[str, Any] = {}
+
+
+class RpcErrorBody(_Message):
+    code: str
+    message: str
+
+
+class RpcResponse(_Message):
+    kind: Literal["response"] = "response"
+    id: int
+    result: Any = None
+    error: RpcErrorBody | None = None
+
+
+class RpcNotification(_Message):
+    kind: Literal["notification"] = "notification"
+    id: int | None = None  # the request it belongs to, if any
+    method: str
+    params: dict[str, Any] = {}
+
+
+class RpcCancel(_Message):
+    kind: Literal["cancel"] = "cancel"
+    id: int
+
+
+RpcMessage = RpcRequest | RpcResponse | RpcNotification | RpcCancel
+RPC_MESSAGE: TypeAdapter[RpcMessage] = TypeAdapter(
+    Annotated[RpcMessage, Field(discriminator="kind")]
+)
+
+
+class RpcError(Exception):
+    """A request failed; ``code`` is stable and machine-readable (``ErrorCode``), ``message``
+    is for people. Raised by hub handlers and by ``HubClient`` on the other side."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def invalid_params(exc: ValidationError) -> RpcError:
+    """The error for params that do not match their model: names the fields, not the values
+    (they may be large, or secret)."""
+    fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+    return RpcError("invalid_params", f"invalid {', '.join(fields) or 'params'}")
+
+
+ErrorCode = Literal[
+    "invalid_params",  # the params do not match the method's model
+    "unknown_method",
+    "forbidden",  # the caller's role or token does not allow it
+    "busy",  # too many requests in flight, or a summary already running for the caller
+    "cancelled",
+    "internal",  # a bug on the hub; logged there
+    "ai_unavailable",  # no model backend answers
+    "ai_failed",  # the model failed this request
+    "not_found",  # the file (or selection) asked about is not in the room
+    "history_gap",  # the history asked about was compacted away
+    "too_large",  # the input is over a limit (a summary's history, say)
+    "offline",  # (client side) not connected to the hub right now
+    "disconnected",  # (client side) the connection dropped while the request was in flight
+    "malformed",  # (client side) the hub's answer does not match the method's result model
+]
+
+# -- the hub channel: methods ----------------------------------------------------------------
+
+
+class HubMethod(StrEnum):
+    INVITE = "invite"
+    CREATE_FILE = "create_file"
+    COMPLETE = "complete"
+    SUMMARIZE = "summarize"
+
+
+class HubNotification(StrEnum):
+    COMPLETE_PARTIAL = "complete/partial"
+    SUMMARY_PROGRESS = "summary/progress"
+    SUMMARY_PARTIAL = "summary/partial"
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Result(BaseModel):
+    # Older huddle lsp versions must read newer hubs' answers: unknown fields are ignored.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+Role = Literal["edit", "read"]
+MAX_INVITE_TTL_S = 30 * 86400.0
+
+
+class InviteParams(_Params):
+    """A join link for the caller's room (``huddle.invite`` in the editors)."""
+
+    role: Role = "edit"
+    user: str = Field("guest", min_length=1, max_length=64)
+    ttl_seconds: float = Field(7 * 86400, gt=0, le=MAX_INVITE_TTL_S, allow_inf_nan=False)
+
+
+class InviteResult(_Result):
+    url: str
+    hub: str
+    room: str
+    token: str
+    role: Role
+    user: str  # qualified by the minter: ``ann/bob`` is bob, invited by ann
+    invited_by: str
+    expires_at: str  # ISO 8601
+
+
+class CreateFileParams(_Params):
+    """Seed ``files[path]`` with ``content`` exactly once, however many editors ask at once."""
+
+    path: str = Field(max_length=1024)
+    content: str
+
+
+class CreateFileResult(_Result):
+    created: bool  # False: someone else created it first
+
+
+CompletionScope = Literal["auto", "line", "block"]
+
+
+class CompleteParams(_Params):
+    """An inline completion at a cursor in a shared file."""
+
+    path: str = Field(max_length=1024)
+    cursor: dict[str, Any] | None = Field(
+        description="Yjs relative position (StickyIndex JSON); null: the start of the file "
+        "(an empty file has no position to stick to)"
+    )
+    offset: int | None = Field(
+        None,
+        ge=0,
+        description="the cursor in code points of the shared text as the asker sees it: used "
+        "when ``cursor`` names an edit the hub has not got (it is still on its way)",
+    )
+    state: str = Field("", max_length=64 * 1024, description="asker's state vector, base64")
+    scope: CompletionScope = "auto"
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+class CompleteResult(_Result):
+    text: str
+    finish_reason: str | None = None
+    model: str | None = None
+    scope: CompletionScope | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+SummaryKind = Literal["file", "selection", "catch_up", "session"]
+LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last second a datetime can show
+
+
+class SummarizeParams(_Params):
+    kind: SummaryKind
+    path: str | None = Field(None, max_length=1024)
+    start: dict[str, Any] | None = None  # Yjs relative positions of a selection
+    end: dict[str, Any] | None = None
+    # finite and within what datetime can show (year 9999): `inf` or 1e300 are bad params,
+    # not an internal error when the result is written
+    since: float | None = Field(
+        None, ge=0, le=LAST_TIME, allow_inf_nan=False, description="seconds since the epoch"
+    )
+    until: float | None = Field(None, ge=0, le=LAST_TIME, allow_inf_nan=False)
+
+
+class FileSummary(_Result):
+    """One file in a catch-up or session summary."""
+
+    path: str
+    authors: list[str]
+    added: int
+    removed: int
+    created: bool
+    deleted: bool
+
+
+class SummarizeResult(_Result):
+    kind: SummaryKind
+    since: float | None = None
+    until: float | None = None
+    files: list[FileSummary] = []
+    summary: str
+    truncated: str | None = None  # why the summary covers less than asked (history too long)
+    markdown: str  # what an editor shows: a heading, the files and the summary
+
+
+class PartialText(_Result):
+    """``complete/partial`` and ``summary/partial``: the text so far (not a delta)."""
+
+    text: str
+
+
+class SummaryProgress(_Result):
+    done: int
+    total: int
+    percentage: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    params: type[_Params]
+    result: type[_Result]
+    notifications: tuple[HubNotification, ...] = ()
+
+
+HUB_METHODS: dict[HubMethod, MethodSpec] = {
+    HubMethod.INVITE: MethodSpec(InviteParams, InviteResult),
+    HubMethod.CREATE_FILE: MethodSpec(CreateFileParams, CreateFileResult),
+    HubMethod.COMPLETE: MethodSpec(
+        CompleteParams, CompleteResult, (HubNotification.COMPLETE_PARTIAL,)
+    ),
+    HubMethod.SUMMARIZE: MethodSpec(
+        SummarizeParams,
+        SummarizeResult,
+        (HubNotification.SUMMARY_PROGRESS, HubNotification.SUMMARY_PARTIAL),
+    ),
+}
+
+HUB_NOTIFICATIONS: dict[HubNotification, type[_Result]] = {
+    HubNotification.COMPLETE_PARTIAL: PartialText,
+    HubNotification.SUMMARY_PROGRESS: SummaryProgress,
+    HubNotification.SUMMARY_PARTIAL: PartialText,
+}
