@@ -479,7 +479,9 @@ class Rig:
                 if method == HUB_PARTIAL and not first.done():
                     first.set_result((time.perf_counter(), str(payload.get("text"))))
 
-            answer = asyncio.ensure_future(self.observer.request(HubMethod.COMPLETE, params, on_note))
+            answer = asyncio.ensure_future(
+                self.observer.request(HubMethod.COMPLETE, params, on_note)
+            )
             await asyncio.wait_for(first, 10)
             cancelled = time.perf_counter()
             answer.cancel()

@@ -35,7 +35,7 @@ from benchmarks.common import (
 )
 from huddle.collab import schema
 from huddle.llm import LlmConfig
-from huddle.protocol import HubMethod
+from huddle.protocol import HubMethod, HubNotification
 from huddle.server.auth import Role, TokenSigner
 from huddle.server.client import HubClient
 from huddle.server.config import HubConfig
@@ -111,7 +111,7 @@ async def _summaries(bob: HubClient, streaming: asyncio.Event) -> None:
     while True:
 
         def on_note(method: str, payload: dict[str, Any]) -> None:
-            if method == "summary/partial":
+            if method == HubNotification.SUMMARY_PARTIAL:
                 streaming.set()
 
         try:
