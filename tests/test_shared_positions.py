@@ -8,7 +8,7 @@ from typing import Any
 from pycrdt import Doc, StickyIndex, Text
 
 from huddle.collab.bridge import Bridge, TextOp, map_offset
-from huddle.lsp.anchors import sticky_position
+from huddle.collab.sticky import sticky_position
 
 
 def test_map_offset_through_inserts_and_deletes() -> None:

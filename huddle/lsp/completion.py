@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from huddle.collab import schema
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
-from huddle.lsp.anchors import sticky_position
+from huddle.collab.sticky import sticky_position
 from huddle.protocol import (
     CompleteParams,
     CompleteResult,

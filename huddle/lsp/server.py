@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
-from pycrdt import Doc, StickyIndex, Subscription, Text, TransactionEvent, UndoManager
+from pycrdt import Doc, Subscription, Text, TransactionEvent, UndoManager
 from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
@@ -27,12 +27,12 @@ from pygls.protocol.language_server import (
 from pygls.uris import from_fs_path, to_fs_path
 
 from huddle import __version__
-from huddle.collab import schema, wire
+from huddle.collab import schema
 from huddle.collab.bridge import TextChange
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position, PositionEncoding, Range
+from huddle.collab.sticky import StickyResolver, Utf16Offsets, sticky_position
 from huddle.lsp import stdio, summaries
-from huddle.lsp.anchors import Utf16Offsets, sticky_position
 from huddle.lsp.completion import CompletionFailed, Completions
 from huddle.lsp.documents import MAX_EXACT, Buffer, from_range, to_changes
 from huddle.lsp.errors import SettingsError
@@ -782,27 +782,16 @@ class _CursorResolver:
     def __init__(self, doc: Doc[Any], encoding: PositionEncoding) -> None:
         self.doc = doc
         self.encoding = encoding
-        self._known: dict[int, int] | None = None
+        self._sticky = StickyResolver(doc)
         self._units: dict[str, Utf16Offsets] = {}
 
     def resolve(self, buffer: Buffer, relative: object) -> dict[str, int] | None:
         assert buffer.bridge is not None
         text = schema.files(self.doc).get(buffer.path)
-        if not isinstance(relative, dict) or not isinstance(text, Text):
+        if not isinstance(text, Text):
             return None
-        item = relative.get("item")
-        if isinstance(item, dict):  # pycrdt panics on an item this replica has not received yet
-            if self._known is None:
-                self._known = wire.decode_state_vector(self.doc.get_state())
-            if not item.get("clock", 0) < self._known.get(item.get("client", -1), 0):
-                return None
-        try:
-            units = StickyIndex.from_json(relative, text).get_index()
-        except (ValueError, KeyError, TypeError, RuntimeError):
-            return None
-        except BaseException as exc:  # pycrdt panics on positions it cannot resolve
-            if type(exc).__name__ != "PanicException":
-                raise
+        units = self._sticky.units(text, relative)
+        if units is None:
             return None
         shadow = buffer.bridge.shadow_index
         offsets = self._units.get(buffer.path)

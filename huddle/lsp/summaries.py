@@ -26,7 +26,7 @@ from pygls.uris import to_fs_path
 from huddle.collab import schema
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
-from huddle.lsp.anchors import sticky_position
+from huddle.collab.sticky import sticky_position
 from huddle.protocol import (
     HubMethod,
     HubNotification,

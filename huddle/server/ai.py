@@ -26,10 +26,11 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pycrdt import StickyIndex, Text
+from pycrdt import Text
 
 from huddle.collab import schema, wire
 from huddle.collab.privacy import IGNORE_FILE, PathRules
+from huddle.collab.sticky import StickyResolver, code_points
 from huddle.llm.client import CompletionStream
 from huddle.llm.config import BackendConfig, LlmConfig
 from huddle.llm.errors import EmbeddedEngineError, LlmError, NoBackendAvailable
@@ -491,32 +492,6 @@ def _rules(ignore_file: str | None) -> PathRules:
 
 def resolve_cursor(room: Room, text: Text, content: str, cursor: dict[str, Any]) -> int | None:
     """A Yjs relative position to a code-point offset into ``content``; None if it does not
-    resolve (pycrdt panics on an item this replica lacks, so that is checked first)."""
-    item = cursor.get("item")
-    if isinstance(item, dict):
-        known = wire.decode_state_vector(room.doc.get_state())
-        client, clock = item.get("client"), item.get("clock")
-        if not isinstance(client, int) or not isinstance(clock, int):
-            return None
-        if clock >= known.get(client, 0):
-            return None
-    try:
-        units = StickyIndex.from_json(cursor, text).get_index()
-    except (ValueError, KeyError, TypeError, RuntimeError):
-        return None
-    except BaseException as exc:
-        if type(exc).__name__ != "PanicException":
-            raise
-        return None
-    return _offset_of_utf16(content, units)
-
-
-def _offset_of_utf16(content: str, units: int) -> int | None:
-    if content.isascii():
-        return units if 0 <= units <= len(content) else None
-    count = 0
-    for index, char in enumerate(content):
-        if count >= units:
-            return index if count == units else None
-        count += 2 if ord(char) > 0xFFFF else 1
-    return len(content) if count == units else None
+    resolve."""
+    units = StickyResolver(room.doc).units(text, cursor)
+    return None if units is None else code_points(content, units)
