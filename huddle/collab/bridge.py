@@ -1014,7 +1014,9 @@ class Bridge:
             return queued, identity
         kept = self._kept_newline()
         mirror = self._mirror
-        if not kept or len(mirror) != size or mirror.slice(size - 1, size) == "\n":
+        # An empty CRDT text lacks a final line break too (a teammate emptied the file): the
+        # editor gets "" plus its line break. Reading its last character would raise.
+        if not kept or len(mirror) != size or (size and mirror.slice(size - 1, size) == "\n"):
             return queued, identity
         send = _narrow(queued.compose(TextOp((size, kept))), self._shadow)
         return send, TextOp((size, -len(kept)))

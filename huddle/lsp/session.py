@@ -13,7 +13,6 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,11 +20,8 @@ from typing import Any
 from pycrdt import Doc
 
 from huddle.lsp.settings import LspSettings
-from huddle.server.auth import Role, TokenSigner
 from huddle.server.client import HubClient, Status, claimed, room_url
-from huddle.server.config import HubConfig, default_data_dir
-from huddle.server.datadir import DataDirBusy
-from huddle.server.hub import Hub
+from huddle.server.solo import HubRunning, solo_base, solo_hub, solo_token
 
 log = logging.getLogger("huddle.lsp.session")
 
@@ -53,9 +49,9 @@ class Session:
         self.color = settings.color or color_for(self.user)
         self.room = settings.room or "workspace"
         self.doc: Doc[Any] = Doc()
-        self.hub: Hub | None = None
+        self.runs_hub = False  # solo mode: this process runs the workspace's hub
         self.client: HubClient | None = None
-        self._solo_data_dir = solo_dir(solo_data_dir or default_data_dir() / "solo", workspace)
+        self._solo_data_dir = solo_dir(solo_data_dir or solo_base(), workspace)
         self.hub_url: str | None = None
         self._solo_token: str | None = None
         self._on_status = on_status
@@ -63,16 +59,13 @@ class Session:
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Session:
-        await self._stack.__aenter__()
         try:
             token: str | None
             if self.settings.solo:
                 # Hubs started here (now or on taking over) close after the client.
                 hubs = await self._stack.enter_async_context(contextlib.AsyncExitStack())
                 url = await self._solo_hub(hubs)
-                token = self._solo_token = TokenSigner.for_data_dir(self._solo_data_dir).issue(
-                    self.room, self.user, Role.EDIT, timedelta(days=30)
-                )
+                token = self._solo_token = solo_token(self._solo_data_dir, self.room, self.user)
             else:
                 assert self.settings.hub is not None
                 url, token = self.settings.hub, self.settings.token
@@ -101,7 +94,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._stack.__aexit__(exc_type, exc, tb)
+        await self._stack.aclose()
 
     async def _solo_hub(self, hubs: contextlib.AsyncExitStack, lost: str | None = None) -> str:
         """Start the workspace's solo hub, or find the one another editor of this workspace
@@ -111,24 +104,23 @@ class Session:
         deadline = loop.time() + SOLO_OWNER_WAIT_S
         while True:
             try:
-                self.hub = await hubs.enter_async_context(
-                    Hub(HubConfig(port=0, data_dir=self._solo_data_dir))
-                )
-            except DataDirBusy as busy:
-                owner = busy.owner
-                if owner is not None and _alive(owner.pid) and owner.url != lost:
-                    log.info("solo mode: joining this workspace's hub at %s", owner.url)
-                    return owner.url
+                url = await hubs.enter_async_context(solo_hub(self._solo_data_dir))
+            except HubRunning as busy:
+                live = busy.pid is not None and _alive(busy.pid)
+                if busy.url is not None and live and busy.url != lost:
+                    log.info("solo mode: joining this workspace's hub at %s", busy.url)
+                    return busy.url
                 if loop.time() > deadline:
-                    if owner is not None:  # still there: a blip, not a departure
-                        return owner.url
+                    if busy.url is not None:  # still there: a blip, not a departure
+                        return busy.url
                     raise
                 # The holder has the lock but has not published its address yet (or just died
                 # and the kernel is releasing the lock): a bounded poll of a file, no event.
                 await asyncio.sleep(0.05)
                 continue
-            log.info("solo mode: in-process hub at %s", self.hub.url)
-            return self.hub.url
+            self.runs_hub = True
+            log.info("solo mode: in-process hub at %s", url)
+            return url
 
     async def _stand_in(self, hubs: contextlib.AsyncExitStack) -> None:
         """When the editor whose ``huddle lsp`` runs the workspace's solo hub closes, another
@@ -137,7 +129,7 @@ class Session:
         assert client is not None
         while True:
             await client.wait_status(Status.RECONNECTING)
-            if self.hub is not None:  # our own hub cannot go away under us
+            if self.runs_hub:  # our own hub cannot go away under us
                 await client.wait_status(Status.CONNECTED, Status.CLOSED, Status.REJECTED)
                 continue
             url = await self._solo_hub(hubs, lost=self.hub_url)
