@@ -324,47 +324,55 @@ def _decode(reader: _Reader, max_depth: int, read_deletes: bool) -> Update:
                     raise UpdateError("invalid parent info")
                 if info & _HAS_SUB:
                     reader.string()
-            kind = ITEM
-            if ref == _STRING_C:
-                length = reader.text_length()
-            elif ref == _DELETED:
-                length = reader.u32()
-            elif ref == _ANY:
-                length = reader.u32()
-                if length > reader.end - reader.pos:
-                    raise UpdateError("count runs past the end of the update")
-                for _ in range(length):
-                    deepest = max(deepest, reader.any(max_depth))
-            elif ref == _TYPE_C:
-                type_ref = reader.byte()
-                if type_ref not in _TYPE_REFS:
-                    raise UpdateError(f"unsupported shared type {type_ref}")
-                if type_ref == _XML_ELEMENT:
-                    reader.string()
-                kind, length = TYPE, 1
-            elif ref == _BINARY:
-                reader.raw()
-                length = 1
-            elif ref == _EMBED:
-                deepest = max(deepest, reader.json(max_depth))
-                length = 1
-            elif ref == _FORMAT:
-                reader.string()
-                deepest = max(deepest, reader.json(max_depth))
-                length = 1
-            else:  # _DOC: a subdocument's guid and options
-                reader.string()
-                deepest = max(deepest, reader.any(max_depth))
-                length = 1
+            kind, length, depth = _content(reader, ref, max_depth)
+            deepest = max(deepest, depth)
             if length == 0:
                 continue  # Yrs drops an empty item (an old bug wrote some), so does Yjs
             blocks.append(Block(client, clock, clock + length, kind, origin, right, parent))
             clock += length
             if clock >= _U32:
                 raise UpdateError("clock out of range")
-    deletes: dict[int, list[tuple[int, int]]] = {}
     if not read_deletes:
-        return Update(blocks, deletes, deepest)
+        return Update(blocks, {}, deepest)
+    deletes = _delete_set(reader)
+    if reader.pos != reader.end:
+        raise UpdateError(f"{reader.end - reader.pos} trailing bytes after the update")
+    return Update(blocks, deletes, deepest)
+
+
+def _content(reader: _Reader, ref: int, max_depth: int) -> tuple[int, int, int]:
+    """One item's content: its kind (ITEM or TYPE), its length in clock ticks, and how deep
+    the values in it nest."""
+    if ref == _STRING_C:
+        return ITEM, reader.text_length(), 0
+    if ref == _DELETED:
+        return ITEM, reader.u32(), 0
+    if ref == _ANY:
+        length = reader.u32()
+        if length > reader.end - reader.pos:
+            raise UpdateError("count runs past the end of the update")
+        return ITEM, length, max((reader.any(max_depth) for _ in range(length)), default=0)
+    if ref == _TYPE_C:
+        type_ref = reader.byte()
+        if type_ref not in _TYPE_REFS:
+            raise UpdateError(f"unsupported shared type {type_ref}")
+        if type_ref == _XML_ELEMENT:
+            reader.string()
+        return TYPE, 1, 0
+    if ref == _BINARY:
+        reader.raw()
+        return ITEM, 1, 0
+    if ref == _EMBED:
+        return ITEM, 1, reader.json(max_depth)
+    if ref == _FORMAT:
+        reader.string()
+        return ITEM, 1, reader.json(max_depth)
+    reader.string()  # _DOC: a subdocument's guid and options
+    return ITEM, 1, reader.any(max_depth)
+
+
+def _delete_set(reader: _Reader) -> dict[int, list[tuple[int, int]]]:
+    deletes: dict[int, list[tuple[int, int]]] = {}
     for _ in range(reader.u32()):
         client = reader.client()
         if client in deletes:
@@ -377,9 +385,17 @@ def _decode(reader: _Reader, max_depth: int, read_deletes: bool) -> Update:
                 raise UpdateError("clock out of range")
             if end > clock:
                 ranges.append((clock, end))
-    if reader.pos != reader.end:
-        raise UpdateError(f"{reader.end - reader.pos} trailing bytes after the update")
-    return Update(blocks, deletes, deepest)
+    return deletes
+
+
+def _by_client(blocks: list[Block]) -> dict[int, tuple[list[int], list[int]]]:
+    """client -> (the clocks of its blocks, their indexes in ``blocks``), in update order."""
+    own: dict[int, tuple[list[int], list[int]]] = {}
+    for index, block in enumerate(blocks):
+        clocks, indexes = own.setdefault(block.client, ([], []))
+        clocks.append(block.clock)
+        indexes.append(index)
+    return own
 
 
 @dataclass(slots=True)
@@ -459,11 +475,7 @@ class Nesting:
         out; the others are left negative."""
         blocks = update.blocks
         result = [_UNRESOLVED] * len(blocks)
-        own: dict[int, tuple[list[int], list[int]]] = {}  # client -> (clocks, block indexes)
-        for index, block in enumerate(blocks):
-            clocks, indexes = own.setdefault(block.client, ([], []))
-            clocks.append(block.clock)
-            indexes.append(index)
+        own = _by_client(blocks)
 
         def find(ref: ID) -> tuple[int | None, int]:
             """The level recorded for the item at ``ref`` (None: none), and the index of the
