@@ -269,3 +269,130 @@ HUB_NOTIFICATIONS: dict[HubNotification, type[_Result]] = {
     HubNotification.SUMMARY_PROGRESS: SummaryProgress,
     HubNotification.SUMMARY_PARTIAL: PartialText,
 }
+
+
+# -- the editor channel: huddle lsp <-> editor ------------------------------------------------
+
+
+class EditorNotification(StrEnum):
+    """LSP notifications Huddle adds. Server -> editor: STATUS, PEERS, INLINE_PARTIAL,
+    SUMMARY_PARTIAL. Editor -> server: CURSOR (editors without a cursor event in LSP), CHANGES
+    (Huddle's Neovim plugin)."""
+
+    STATUS = "huddle/status"
+    PEERS = "huddle/peers"
+    INLINE_PARTIAL = "huddle/inlineCompletionPartial"
+    SUMMARY_PARTIAL = "huddle/summaryPartial"
+    CURSOR = "huddle/cursor"
+    CHANGES = "huddle/changes"
+
+
+class Command(StrEnum):
+    """``workspace/executeCommand`` names ``huddle lsp`` registers."""
+
+    STATUS = "huddle.status"
+    INVITE = "huddle.invite"
+    UNDO_MINE = "huddle.undoMine"
+    FOLLOW = "huddle.follow"
+    UNFOLLOW = "huddle.unfollow"
+    SUMMARIZE_FILE = "huddle.summarizeFile"
+    SUMMARIZE_SELECTION = "huddle.summarizeSelection"
+    CATCH_UP = "huddle.catchUp"
+    SUMMARIZE_SESSION = "huddle.summarizeSession"
+
+
+SUMMARY_COMMANDS: dict[Command, SummaryKind] = {
+    Command.SUMMARIZE_FILE: "file",
+    Command.SUMMARIZE_SELECTION: "selection",
+    Command.CATCH_UP: "catch_up",
+    Command.SUMMARIZE_SESSION: "session",
+}
+
+
+class _Editor(BaseModel):
+    """What huddle lsp sends an editor: camelCase on the wire where LSP's style has it."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+class LspPosition(_Editor):
+    line: int
+    character: int
+
+
+class LspRange(_Editor):
+    start: LspPosition
+    end: LspPosition
+
+
+ConnectionState = Literal["connected", "reconnecting", "offline", "read-only", "rejected"]
+
+
+class EditorStatus(_Editor):
+    """``huddle/status``, and the result of the ``huddle.status`` command."""
+
+    state: ConnectionState
+    reason: str | None = None
+    room: str | None = None
+    user: str | None = None
+    color: str | None = None
+    hub: str | None = None
+    solo: bool | None = None
+    peers: list[str] | None = None  # teammates' names
+    repairs: int | None = None  # times the safety net repaired a divergence
+    shared: list[str] | None = None  # room paths of this editor's shared buffers
+
+
+class Peer(_Editor):
+    """One teammate's editor in ``huddle/peers``; positions are in this editor's coordinates."""
+
+    client_id: int = Field(alias="clientId")
+    name: str
+    color: str
+    file: str | None
+    uri: str | None
+    position: LspPosition | None = None
+    # ``start`` is where the selection was started (the anchor), ``end`` where the cursor is.
+    selection: LspRange | None = None
+
+
+class PeersParams(_Editor):
+    peers: list[Peer]
+
+
+class CursorParams(_Editor):
+    """Editor -> server: ``selection.start`` is the anchor, ``position`` the cursor."""
+
+    uri: str
+    position: LspPosition
+    selection: LspRange | None = None
+
+
+class DocumentId(_Editor):
+    uri: str
+
+
+class InlinePartialParams(_Editor):
+    text_document: DocumentId = Field(alias="textDocument")
+    position: LspPosition  # where the completion was asked for
+    text: str  # the completion so far
+
+
+class SummaryPartialParams(_Editor):
+    token: str  # the work-done progress token of the summary
+    kind: SummaryKind
+    text: str
+
+
+class SummaryCommandResult(SummarizeResult):
+    """A summary command's result: the hub's, and the progress token it reported under."""
+
+    token: str
+
+
+class FollowResult(_Editor):
+    following: str | None
+
+
+class UndoResult(_Editor):
+    undone: bool

@@ -21,7 +21,12 @@ its first; a deletion of ``[a, b)`` slides while the characters at its two edges
    its edges. Neovim's prefix-first diff puts every change as far right as it can, which moves
    a line typed above similar lines into the line below it, and a word typed before a similar
    one into that word;
-3. the reading nearest to the reported one (the editor's own, where nothing speaks against it).
+3. short of whole lines, the reading whose text does not start with a closing bracket nor end
+   with an opening one. ``<`` and ``>`` are not word characters, so a token ``<a2>`` typed
+   before ``<e1>`` had two readings with word edges, ``<a2>`` and Neovim's ``a2><``, and the
+   nearer one (Neovim's) left the new token's ``<`` to a teammate who deleted ``<e1>`` (found
+   by tests/editor_fuzz.py);
+4. the reading nearest to the reported one (the editor's own, where nothing speaks against it).
 
 The choice changes nothing in the editor's buffer; it decides which characters the CRDT takes
 for the user's new ones, and so where concurrent edits land.
@@ -38,6 +43,8 @@ MAX_SLIDE = 256
 per change in long runs of one character (indentation)."""
 
 _BREAKS = "\r\n"
+_OPENERS = "([{<"
+_CLOSERS = ")]}>"
 
 
 def _word(c: str) -> bool:
@@ -92,22 +99,24 @@ def choose(
     if len(readings) == 1:
         return start, end, text
 
-    def score(reading: tuple[int, int, str]) -> tuple[int, int, int]:
+    def score(reading: tuple[int, int, str]) -> tuple[int, int, int, int]:
         a, b, t = reading
         if t:
             cursor = a == caret
             lines = (t[-1] == "\n" and line_start(a)) or (t[0] in _BREAKS and line_end(a))
             words = word_edge(a)
+            changed = t
         else:
             cursor = caret in (a, b)
-            deleted = local[a - lo : b - lo]
+            changed = local[a - lo : b - lo]
             lines = (line_start(a) and (line_start(b) or b == size)) or (
-                deleted[0] in _BREAKS and line_end(b)
+                changed[0] in _BREAKS and line_end(b)
             )
             words = word_edge(a) and word_edge(b)
         rank = 2 if lines else 1 if words else 0
+        whole = not lines and changed[0] not in _CLOSERS and changed[-1] not in _OPENERS
         # Ties: nearest to the reported reading, then the one on the left (Neovim reports the
         # rightmost, so a tie at equal distance is one the editor could not tell either).
-        return int(cursor), rank, -abs(a - start) * 2 - (a > start)
+        return int(cursor), rank, int(whole), -abs(a - start) * 2 - (a > start)
 
     return max(readings, key=score)

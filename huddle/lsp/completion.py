@@ -33,19 +33,22 @@ from huddle.collab.sticky import sticky_position
 from huddle.protocol import (
     CompleteParams,
     CompleteResult,
+    DocumentId,
+    EditorNotification,
     HubMethod,
     HubNotification,
+    InlinePartialParams,
+    LspPosition,
     PartialText,
     RpcError,
 )
 from huddle.server.client import HubClient
 
 if TYPE_CHECKING:
-    from huddle.lsp.server import HuddleServer
+    from huddle.lsp.workspace import Workspace
 
 log = logging.getLogger("huddle.lsp.completion")
 
-PARTIAL = "huddle/inlineCompletionPartial"
 REUSE_GRACE_S = 0.015
 ANCHOR_CHARS = 256  # text before the cursor that must be unchanged for a completion to be reused
 
@@ -76,7 +79,7 @@ class Flight:
 
 
 class Completions:
-    def __init__(self, server: HuddleServer, grace_s: float = REUSE_GRACE_S) -> None:
+    def __init__(self, server: Workspace, grace_s: float = REUSE_GRACE_S) -> None:
         self.server = server
         self.grace_s = grace_s
         self.flights: dict[str, Flight] = {}
@@ -143,9 +146,15 @@ class Completions:
 
     def _partial(self, flight: Flight, text: str) -> None:
         flight.partial = text
-        position = {"line": flight.position.line, "character": flight.position.character}
-        self.server.protocol.notify(
-            PARTIAL, {"textDocument": {"uri": flight.uri}, "position": position, "text": text}
+        self.server.notify(
+            EditorNotification.INLINE_PARTIAL,
+            InlinePartialParams(
+                text_document=DocumentId(uri=flight.uri),
+                position=LspPosition(
+                    line=flight.position.line, character=flight.position.character
+                ),
+                text=text,
+            ),
         )
 
     @staticmethod

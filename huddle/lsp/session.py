@@ -20,6 +20,7 @@ from typing import Any
 from pycrdt import Doc
 
 from huddle.lsp.settings import LspSettings
+from huddle.protocol import ConnectionState, EditorStatus
 from huddle.server.client import HubClient, Status, claimed, room_url
 from huddle.server.solo import HubRunning, solo_base, solo_hub, solo_token
 
@@ -137,32 +138,36 @@ class Session:
             client.url = room_url(url, self.room, self._solo_token)
             await client.wait_status(Status.CONNECTED, Status.CLOSED, Status.REJECTED)
 
-    def describe(self) -> dict[str, Any]:
-        """The payload of ``huddle/status`` and of the ``huddle.status`` command."""
+    def describe(self, **extra: Any) -> EditorStatus:
+        """The payload of ``huddle/status`` and of the ``huddle.status`` command; ``extra``:
+        what the server adds (repairs, shared files)."""
         client = self.client
-        state = "offline"
+        state: ConnectionState = "offline"
         if client is not None:
-            state = {
-                Status.CONNECTED: "connected",
-                Status.RECONNECTING: "reconnecting",
-                Status.CONNECTING: "reconnecting",
-                Status.REJECTED: "rejected",
-                Status.CLOSED: "offline",
-            }[client.status]
+            state = _STATES[client.status]
             if state == "connected" and client.read_only:
                 state = "read-only"
         peers = [] if client is None else [_name(s) for s in client.peers.values()]
-        return {
-            "state": state,
-            "reason": client.status_reason if client else "",
-            "room": self.room,
-            "user": self.user,
-            "color": self.color,
-            "hub": self.hub_url,
-            "solo": self.settings.solo,
-            "peers": sorted(p for p in peers if p),
-        }
+        return EditorStatus(
+            state=state,
+            reason=client.status_reason if client else "",
+            room=self.room,
+            user=self.user,
+            color=self.color,
+            hub=self.hub_url,
+            solo=self.settings.solo,
+            peers=sorted(p for p in peers if p),
+            **extra,
+        )
 
+
+_STATES: dict[Status, ConnectionState] = {
+    Status.CONNECTED: "connected",
+    Status.RECONNECTING: "reconnecting",
+    Status.CONNECTING: "reconnecting",
+    Status.REJECTED: "rejected",
+    Status.CLOSED: "offline",
+}
 
 SOLO_OWNER_WAIT_S = 10.0
 

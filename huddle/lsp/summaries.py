@@ -28,23 +28,26 @@ from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
 from huddle.collab.sticky import sticky_position
 from huddle.protocol import (
+    EditorNotification,
     HubMethod,
     HubNotification,
     PartialText,
     RpcError,
     SummarizeParams,
     SummarizeResult,
+    SummaryCommandResult,
+    SummaryKind,
+    SummaryPartialParams,
     SummaryProgress,
     invalid_params,
 )
 
 if TYPE_CHECKING:
-    from huddle.lsp.server import HuddleServer
+    from huddle.lsp.workspace import Workspace
 
 log = logging.getLogger("huddle.lsp.summaries")
 _CONVERTER = get_converter()
 
-PARTIAL = "huddle/summaryPartial"
 
 TITLES = {
     "file": "Huddle: summarising the file",
@@ -80,7 +83,9 @@ def _arg(args: tuple[Any, ...], index: int, key: str) -> Any:
     return args[index] if len(args) > index else None
 
 
-async def summarize(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
+async def summarize(
+    ls: Workspace, kind: SummaryKind, args: tuple[Any, ...]
+) -> SummaryCommandResult:
     session = ls.session
     if session is None or session.client is None:
         raise SummaryFailed("Huddle: not connected to a room")
@@ -101,8 +106,9 @@ async def summarize(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[
         if isinstance(payload, SummaryProgress):
             progress.report(payload.message, payload.percentage)
         elif isinstance(payload, PartialText):
-            ls.protocol.notify(
-                PARTIAL, {"token": progress.token, "kind": kind, "text": payload.text}
+            ls.notify(
+                EditorNotification.SUMMARY_PARTIAL,
+                SummaryPartialParams(token=progress.token, kind=kind, text=payload.text),
             )
 
     try:
@@ -120,10 +126,10 @@ async def summarize(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[
         raise
     finally:
         progress.end(outcome)
-    return {**result.model_dump(mode="json"), "token": progress.token}
+    return SummaryCommandResult(**result.model_dump(), token=progress.token)
 
 
-def _code_params(ls: HuddleServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
+def _code_params(ls: Workspace, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
     uri = _arg(args, 0, "uri")
     if not isinstance(uri, str):
         raise SummaryFailed("which document? (a uri)")
@@ -165,7 +171,7 @@ class _Progress:
     """Server-initiated work-done progress, when the client supports it. Cancelling it in the
     client cancels the command."""
 
-    def __init__(self, ls: HuddleServer, title: str) -> None:
+    def __init__(self, ls: Workspace, title: str) -> None:
         self.ls = ls
         self.title = title
         self.token = f"huddle-summary-{uuid.uuid4()}"
