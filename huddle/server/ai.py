@@ -41,6 +41,7 @@ from huddle.llm.shaping import Shaper
 from huddle.protocol import (
     CompleteParams,
     CompleteResult,
+    HubMethod,
     HubNotification,
     PartialText,
     RpcError,
@@ -238,7 +239,7 @@ class AiService:
             outcome = "failed" if exc.code.startswith("ai_") else "refused"
             raise
         finally:
-            self._metrics.ai_requests.labels("complete", outcome).inc()
+            self._metrics.ai_requests.labels(HubMethod.COMPLETE, outcome).inc()
             if self._latest.get(key) is me:
                 del self._latest[key]
 

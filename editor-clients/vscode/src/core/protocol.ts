@@ -93,6 +93,8 @@ export interface SummaryResult {
   token: string;
   since?: number | null;
   until?: number | null;
+  /** Why the summary covers less than was asked (the history was too long to read back). */
+  truncated?: string | null;
 }
 
 export interface InviteParams {
