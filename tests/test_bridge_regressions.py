@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from pycrdt import Doc, Text
 
 from huddle.collab.bridge import ApplyEdit, Bridge, TextChange
@@ -188,24 +190,6 @@ def test_version_0_edit_misplaced_by_a_new_line_then_more_typing() -> None:
     _settle(text, bridge, nvim)
 
 
-def test_version_0_edit_applied_after_typing_already_reported() -> None:
-    # The typing was reported before the edit arrived (the notifications crossed): the answer
-    # meets a buffered change that is not the echo, and the echo comes in the next one.
-    doc, text, bridge, nvim = _opened_at_version_0("one\ntwo\n")
-    _remote_edit(doc, 8, 8, "three\n")
-    edit = bridge.next_apply_edit()
-    assert edit is not None
-    nvim.type(0, "zero\n")
-    nvim.flush(bridge)
-    nvim.receive(edit)
-    bridge.edit_result(edit.id, applied=True)
-    assert bridge.in_flight
-    assert nvim.buffer == "zero\none\nthree\ntwo\n"
-    nvim.flush(bridge)
-    assert str(text) == "zero\none\ntwo\nthree\n"
-    _settle(text, bridge, nvim)
-
-
 def test_misplaced_edit_that_lands_in_place_is_not_sent_again() -> None:
     # Typing after the edit's position does not move it: nothing to correct.
     doc, text, bridge, nvim = _opened_at_version_0("one\ntwo\n")
@@ -253,41 +237,6 @@ def test_version_0_echo_split_around_its_answer_is_not_typing() -> None:
     assert not bridge.has_pending
 
 
-def test_version_0_edit_that_would_change_nothing_earlier_is_placed_after_all_typing() -> None:
-    # Applied after the line break, the remote deletion of (0,0)-(0,2) changes nothing (the
-    # line is empty); Neovim applied it after the "X", which it deleted. The "X" is the user's.
-    doc, text, bridge, nvim = _opened_at_version_0("ab")
-    nvim.type(0, "\n")
-    nvim.type(0, "X")
-    _remote_edit(doc, 0, 2, "")
-    edit = bridge.next_apply_edit()
-    assert edit is not None
-    nvim.receive(edit)
-    assert nvim.buffer == "\nab"
-    bridge.edit_result(edit.id, applied=True)
-    nvim.flush(bridge)
-    assert str(text) == "X\n"
-    _settle(text, bridge, nvim)
-
-
-def test_version_0_echo_is_one_change_per_text_edit() -> None:
-    # Applied after the "-" alone, the deletion of (0,0)-(0,2) (clamped to the line's end)
-    # would also give the final text, with the "." and the deletion as its echo: two changes
-    # for one TextEdit, which Neovim reports as one. It was applied after the ".".
-    doc, text, bridge, nvim = _opened_at_version_0("ab")
-    nvim.type(0, "-\n")
-    nvim.type(0, ".")
-    _remote_edit(doc, 0, 2, "")
-    edit = bridge.next_apply_edit()
-    assert edit is not None
-    nvim.receive(edit)
-    assert nvim.buffer == "\nab"
-    bridge.edit_result(edit.id, applied=True)
-    nvim.flush(bridge)
-    assert str(text) == ".-\n"
-    _settle(text, bridge, nvim)
-
-
 def test_version_0_edit_placed_before_typing_at_the_same_place_stays_there() -> None:
     # Neovim puts the remote text before the line break the user typed at the same place, a
     # merge as good as the other order: it is kept, so that the user's deletion of what they
@@ -307,25 +256,6 @@ def test_version_0_edit_placed_before_typing_at_the_same_place_stays_there() -> 
     assert not bridge.has_pending
 
 
-def test_version_0_edit_over_reported_typing_that_it_swallows() -> None:
-    # The user's "$" was reported before the edit arrived; Neovim then replaced lines 0-1
-    # (now "a$b\n") as sent, which gives exactly the text the edit gives on the opened buffer:
-    # as the usual echo that would be two changes for one TextEdit. The "$" is the user's.
-    doc, text, bridge, nvim = _opened_at_version_0("ab\n")
-    _remote_edit(doc, 0, 3, "X")
-    edit = bridge.next_apply_edit()
-    assert edit is not None
-    nvim.type(1, "$")
-    nvim.flush(bridge)
-    nvim.receive(edit)
-    assert nvim.buffer == "X"
-    bridge.edit_result(edit.id, applied=True)
-    assert bridge.in_flight
-    nvim.flush(bridge)
-    assert str(text) == "X$"
-    _settle(text, bridge, nvim)
-
-
 def test_version_0_edit_reported_shifted_needs_no_correction() -> None:
     # Neovim puts "\n!" before the user's "\nA" and reports it as "!\n" after the first line
     # break: the same text. Moving it where it belongs changes nothing, so nothing is sent.
@@ -341,24 +271,107 @@ def test_version_0_edit_reported_shifted_needs_no_correction() -> None:
     assert not bridge.has_pending
 
 
-def test_version_0_edit_with_nowhere_to_land_over_reported_typing_is_not_applied() -> None:
-    # After the reported line break, line 0 is empty: the deletion of (0,0)-(0,1) lands on
-    # nothing, so the answer cannot wait for an echo (there may be none): not applied, sent
-    # again for the new version.
-    doc, text, bridge, nvim = _opened_at_version_0("!")
-    _remote_edit(doc, 0, 1, "")
+@dataclass(frozen=True)
+class Version0:
+    """Neovim types (``typed``: offset, text), a teammate replaces ``remote`` (start, end,
+    text) of the room's text, and Neovim applies the edit for version 0 at the positions sent.
+    ``reported``: its typing was reported before the edit arrived (the notifications crossed);
+    else it was still unreported (debounced). ``buffer``: Neovim's text once it applied the
+    edit; ``text``: the room's once Neovim reported it; ``waits``: whether the answer waits
+    for the echo in Neovim's next report."""
+
+    why: str
+    initial: str
+    typed: tuple[tuple[int, str], ...]
+    remote: tuple[int, int, str]
+    reported: bool
+    buffer: str
+    text: str
+    waits: bool = True
+
+
+VERSION_0 = [
+    Version0(
+        "typing already reported: the answer meets a change that is not the echo, and the "
+        "echo comes in the next one",
+        "one\ntwo\n",
+        ((0, "zero\n"),),
+        (8, 8, "three\n"),
+        reported=True,
+        buffer="zero\none\nthree\ntwo\n",
+        text="zero\none\ntwo\nthree\n",
+    ),
+    Version0(
+        "applied after the line break, the deletion of (0,0)-(0,2) changes nothing (the line "
+        "is empty); Neovim applied it after the X, which it deleted: the X is the user's",
+        "ab",
+        ((0, "\n"), (0, "X")),
+        (0, 2, ""),
+        reported=False,
+        buffer="\nab",
+        text="X\n",
+    ),
+    Version0(
+        "applied after the - alone, the deletion would also give the final text, with the . "
+        "and the deletion as its echo: two changes for one TextEdit, which Neovim reports as one",
+        "ab",
+        ((0, "-\n"), (0, ".")),
+        (0, 2, ""),
+        reported=False,
+        buffer="\nab",
+        text=".-\n",
+    ),
+    Version0(
+        "the reported $ is swallowed by the replacement of lines 0-1, which gives exactly the "
+        "text the edit gives on the opened buffer, as an echo would in two changes for one "
+        "TextEdit: the $ is the user's",
+        "ab\n",
+        ((1, "$"),),
+        (0, 3, "X"),
+        reported=True,
+        buffer="X",
+        text="X$",
+    ),
+    Version0(
+        "after the reported line break line 0 is empty: the deletion lands on nothing, so the "
+        "answer cannot wait for an echo (there may be none): not applied, sent again",
+        "!",
+        ((0, "\n"),),
+        (0, 1, ""),
+        reported=True,
+        buffer="\n!",
+        text="\n",
+        waits=False,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", VERSION_0, ids=[f"v0-{i}" for i in range(len(VERSION_0))])
+def test_neovim_applies_an_edit_for_version_0_over_typing(case: Version0) -> None:
+    doc, text, bridge, nvim = _opened_at_version_0(case.initial)
+
+    def type_all() -> None:
+        for offset, typed in case.typed:
+            nvim.type(offset, typed)
+
+    if not case.reported:
+        type_all()
+    _remote_edit(doc, *case.remote)
     edit = bridge.next_apply_edit()
-    assert edit is not None
-    nvim.type(0, "\n")
-    nvim.flush(bridge)
+    assert edit is not None and edit.version == 0
+    if case.reported:
+        type_all()
+        nvim.flush(bridge)
     nvim.receive(edit)
-    assert nvim.buffer == "\n!"
+    assert nvim.buffer == case.buffer, case.why
     bridge.edit_result(edit.id, applied=True)
-    assert not bridge.in_flight
-    assert str(text) == "\n"
-    nvim.flush(bridge)  # Neovim's report of the edit it applied to nothing
+    if case.reported:
+        assert bridge.in_flight == case.waits, case.why
+    if not case.waits:
+        assert str(text) == case.text, case.why
+    nvim.flush(bridge)
+    assert str(text) == case.text, case.why
     _settle(text, bridge, nvim)
-    assert nvim.buffer == "\n"
 
 
 # --- Neovim's ambiguous line diffs (issue 13, item 2) ------------------------------------------
