@@ -3,6 +3,8 @@ name) and the cache-friendly prompt layout with its token budget."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from huddle.llm import (
@@ -53,53 +55,23 @@ def test_file_level_prompt_per_family(name: str, expected: str) -> None:
     assert prompt.template == name
 
 
-@pytest.mark.parametrize(
-    ("name", "stop"),
-    [
-        (
-            "qwen2.5-coder",
-            [
-                "<|endoftext|>",
-                "<|fim_prefix|>",
-                "<|fim_suffix|>",
-                "<|fim_middle|>",
-                "<|fim_pad|>",
-                "<|repo_name|>",
-                "<|file_sep|>",
-                "<|im_start|>",
-                "<|im_end|>",
-            ],
-        ),
-        (
-            "starcoder2",
-            [
-                "<|endoftext|>",
-                "<fim_prefix>",
-                "<fim_suffix>",
-                "<fim_middle>",
-                "<fim_pad>",
-                "<file_sep>",
-                "<repo_name>",
-            ],
-        ),
-        (
-            "deepseek-coder",
-            [
-                "<\uff5cend\u2581of\u2581sentence\uff5c>",
-                "<\uff5cfim\u2581begin\uff5c>",
-                "<\uff5cfim\u2581hole\uff5c>",
-                "<\uff5cfim\u2581end\uff5c>",
-                "<|EOT|>",
-            ],
-        ),
-        ("codellama", ["<EOT>", "</s>", "<PRE>", "<SUF>", "<MID>"]),
-        ("codestral", ["</s>", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"]),
-        ("plain", []),
-    ],
-)
-def test_stop_tokens_per_family(name: str, stop: list[str]) -> None:
+# A sentinel: <...> (DeepSeek writes a full-width bar, U+FF5C, inside) or [UPPER].
+SENTINEL = re.compile(r"<[^<>{}\s]+>|\[[A-Z]+\]")
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_the_model_stops_at_every_sentinel_its_prompt_is_written_with(name: str) -> None:
+    """A completion must never run into the next FIM field or file: every sentinel the
+    template writes (prefix, suffix, middle, file and repo markers) stops generation, and the
+    stop strings reach the request as the template has them."""
+    template = TEMPLATES[name]  # type: ignore[index]
+    written = "".join(filter(None, (template.fim, template.repo, template.file, template.current)))
+    sentinels = set(SENTINEL.findall(written))
+    assert sentinels <= set(template.stop), sentinels - set(template.stop)
+    if sentinels:  # an end-of-text marker too, beyond the sentinels it writes
+        assert set(template.stop) - sentinels, f"{name} has no end-of-text stop"
     context = CodeContext(path="m.py", prefix=PREFIX, suffix=SUFFIX)
-    assert build_prompt(TEMPLATES[name], context, BIG).stop == stop  # type: ignore[index]
+    assert build_prompt(template, context, BIG).stop == list(template.stop)
 
 
 FILES = [
