@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pycrdt import Text
 
-from huddle.collab.schema import file_texts
+from huddle.collab.schema import file_texts, files
+from huddle.server.client import HubClient
 from huddle.server.hub import Hub
 from tests.lsp_editor import Editor
-from tests.peers import token
+from tests.peers import eventually, token
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "neovim.sh"
@@ -67,9 +69,9 @@ EDIT_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 15.0
 EXIT_TIMEOUT = 20.0
-# After convergence the editors keep running this long, so that a late edit (an echo fed back
-# as new typing, say) still shows as a difference in the final comparison.
-SETTLE = 0.5
+# After convergence a teammate adds this line at the top: every copy must then hold exactly it
+# plus what they agreed on. An echo fed back as new typing would have changed the text by then.
+BARRIER = "# barrier\n"
 
 
 @pytest.fixture(scope="session")
@@ -268,34 +270,50 @@ class Scene:
         return "\n".join(e.diagnostics() for e in self.editors)
 
     async def wait(self, what: str, timeout: float, check: Callable[[], bool]) -> None:
-        """Poll ``check`` until it holds; fail early when an editor died, late after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not check():
+        """Wait until ``check`` holds; fail early when an editor died, late after ``timeout``,
+        with every editor's text and log either way."""
+
+        def alive_and(check: Callable[[], bool] = check) -> bool:
             for editor in self.editors:
                 editor.check_running()
-            if loop.time() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}\n"
-                    f"{self.texts()}\n{self.diagnostics()}"
-                )
-            await asyncio.sleep(0.02)
+            return check()
+
+        try:
+            await eventually(alive_and, timeout=timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.texts()}\n{self.diagnostics()}") from None
 
     def snapshots_agree(self, expected: bytes | None = None) -> bool:
         texts = {e.snapshot() for e in self.editors}
         return len(texts) == 1 and texts == {expected or self.hub_bytes()} and None not in texts
 
+    def everywhere(self, text: str) -> Callable[[], bool]:
+        want = text.encode()
+        return lambda: self.hub_bytes() == want and self.snapshots_agree(want)
+
+    async def barrier(self) -> str:
+        """A teammate inserts ``BARRIER`` at the top once all agree; returns the text every
+        copy then holds, once each does (see BARRIER)."""
+        agreed = self.hub_text()
+        assert agreed is not None
+        async with HubClient(self.hub.url, ROOM, token(self.data_dir, ROOM, "tess")) as tess:
+            await asyncio.wait_for(tess.synced.wait(), SETTLE_TIMEOUT)
+            text = files(tess.doc)[FILE]
+            assert isinstance(text, Text) and str(text) == agreed
+            text.insert(0, BARRIER)
+            await self.wait(
+                "the barrier everywhere", SETTLE_TIMEOUT, self.everywhere(BARRIER + agreed)
+            )
+        return BARRIER + agreed
+
     async def settle(self, expected: str, what: str) -> None:
-        """Wait until the hub and every buffer hold ``expected``, and stay so for a moment."""
-        want = expected.encode()
-        await self.wait(
-            what, SETTLE_TIMEOUT, lambda: self.hub_bytes() == want and self.snapshots_agree(want)
-        )
-        await asyncio.sleep(SETTLE)
+        """Wait until the hub and every buffer hold ``expected``, then past a barrier."""
+        await self.wait(what, SETTLE_TIMEOUT, self.everywhere(expected))
+        final = await self.barrier()
         await self.quit()
-        assert self.hub_text() == expected, self.texts()
+        assert self.hub_text() == final, self.texts()
         for editor in self.editors:
-            assert editor.read("result.txt") == want, self.texts("result.txt")
+            assert editor.read("result.txt") == final.encode(), self.texts("result.txt")
 
     async def quit(self) -> None:
         """Ask the editors to write their results and exit; they must exit cleanly."""
@@ -382,7 +400,7 @@ async def test_two_neovims_converge(
             lambda: a.has("done.json") and b.has("done.json"),
         )
         await scene.wait("a, b and the hub to agree", CONVERGE_TIMEOUT, scene.snapshots_agree)
-        await asyncio.sleep(SETTLE)
+        await scene.barrier()
         await scene.quit()
     finally:
         await scene.stop()
