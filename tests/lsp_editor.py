@@ -94,6 +94,7 @@ class Editor:
         self.rejected = 0
         self.applied = 0
         self.requests = 0  # workspace/applyEdit requests received
+        self.answered = 0  # and answered
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._edit_arrived = asyncio.Event()
 
@@ -105,6 +106,7 @@ class Editor:
         ) -> Any:
             result = self._on_apply_edit(params)  # applied (and echoed) at once
             await asyncio.sleep(answer_delay)  # an editor busy with something else
+            self.answered += 1
             return result
 
         late = answer_delay > 0

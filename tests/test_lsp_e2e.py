@@ -11,6 +11,7 @@ import pytest
 from lsprotocol import types as lsp
 
 from huddle.collab.schema import file_texts
+from huddle.protocol import Command
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.lsp_editor import Editor
@@ -410,8 +411,12 @@ async def test_an_edit_answered_after_the_timeout_is_dropped_quietly(
         )
         text = ann.text("a.py")
         assert sorted(text.splitlines()) == sorted(expected_lines | {"x = 1"}), text
-        await asyncio.sleep(1.5)  # the last late answers arrive
         assert bob.applied >= 3
-        reading.cancel()
+        await eventually(lambda: bob.answered == bob.requests, timeout=20, what="every answer")
+        # The server reads bob's messages in order: once it answers this, it has read them all.
+        await bob.client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command=Command.STATUS)
+        )
+    await asyncio.wait_for(reading, 20)  # the server's stderr, to its end
     records = log.read_text(errors="replace")
     assert "Traceback" not in records and " ERROR " not in records, records
