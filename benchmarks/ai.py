@@ -74,9 +74,9 @@ from huddle.llm import (
     SharedContext,
 )
 from huddle.llm.shaping import Shaper
+from huddle.lsp.hub_client import HubClient
 from huddle.protocol import HubMethod, HubNotification
 from huddle.server.auth import TokenSigner
-from huddle.server.client import HubClient
 
 ROOM = "bench/ai"
 FILE = "src/pricing.py"

@@ -35,9 +35,9 @@ from benchmarks.common import (
 )
 from huddle.collab import schema
 from huddle.llm import LlmConfig
+from huddle.lsp.hub_client import HubClient
 from huddle.protocol import HubMethod, HubNotification
 from huddle.server.auth import Role, TokenSigner
-from huddle.server.client import HubClient
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError

@@ -427,7 +427,7 @@ async def replay_sequential(
         process_memory_mb,
     )
     from benchmarks.keystroke import status_of, wait_for
-    from huddle.server.client import HubClient, Status
+    from huddle.lsp.hub_client import HubClient, Status
     from tests.peers import token
 
     editor_class = _trace_editor_class()

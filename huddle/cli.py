@@ -21,10 +21,9 @@ from pydantic import ValidationError
 
 from huddle.collab.schema import file_texts
 from huddle.config import HuddleConfig
-from huddle.protocol import RpcError
+from huddle.protocol import RpcError, room_url
 from huddle.server import logs
 from huddle.server.auth import DELEGATE, KEY_FILE, Role, TokenSigner, name_problem, rotate_key
-from huddle.server.client import room_url
 from huddle.server.datadir import read_owner
 from huddle.server.hub import ROOM_NAME, Hub
 from huddle.server.store import Database

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -66,6 +67,22 @@ RpcMessage = RpcRequest | RpcResponse | RpcNotification | RpcCancel
 RPC_MESSAGE: TypeAdapter[RpcMessage] = TypeAdapter(
     Annotated[RpcMessage, Field(discriminator="kind")]
 )
+
+
+def rpc_json(message: RpcMessage) -> bytes:
+    """A message's JSON, the payload of its wire frame (``collab.wire.HuddleMessage``)."""
+    return message.model_dump_json(exclude_defaults=False).encode()
+
+
+def parse_rpc(payload: bytes) -> RpcMessage:
+    """A message from its JSON; ``ValueError`` (pydantic's ``ValidationError``) if malformed."""
+    return RPC_MESSAGE.validate_json(payload)
+
+
+def room_url(hub_url: str, room: str, token: str | None) -> str:
+    """A room's address, and with a token its join link: ``ws://host:port/team/room?token=``."""
+    url = f"{hub_url.rstrip('/')}/{quote(room, safe='/')}"
+    return f"{url}?{urlencode({'token': token})}" if token else url
 
 
 class RpcError(Exception):

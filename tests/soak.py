@@ -37,7 +37,7 @@ from lsprotocol import types as lsp
 from pycrdt import Doc
 
 from huddle.collab.schema import file_texts
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.store import Database
 from tests.lsp_editor import Editor
 from tests.peers import HubProcess, NodeClient, eventually, free_port, token

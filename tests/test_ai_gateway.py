@@ -17,8 +17,8 @@ import pytest
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from huddle.collab import schema
+from huddle.lsp.hub_client import HubClient
 from huddle.server.ai import FairLimiter
-from huddle.server.client import HubClient
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError
 from tests.peers import HubProcess, eventually, token

@@ -30,7 +30,8 @@ from pycrdt import Array, Assoc, Doc, Map, StickyIndex, Text
 from websockets.asyncio.client import ClientConnection, connect
 
 from huddle.collab import schema, updates, wire
-from huddle.server.client import HubClient, room_url
+from huddle.lsp.hub_client import HubClient
+from huddle.protocol import room_url
 from huddle.server.config import HubConfig, Limits
 from huddle.server.hub import Hub
 from huddle.server.room import Room

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from huddle.collab import wire
 from huddle.collab.schema import files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig, Limits
 from huddle.server.hub import Hub
 from tests.lsp_editor import Editor

@@ -22,7 +22,8 @@ from websockets.asyncio.client import connect
 
 from huddle.collab import schema, wire
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
-from huddle.server.client import HubClient, room_url
+from huddle.lsp.hub_client import HubClient
+from huddle.protocol import room_url
 from huddle.server.config import HubConfig
 from huddle.server.history import _page, live_rebuilds
 from huddle.server.hub import Hub

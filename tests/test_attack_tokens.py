@@ -21,8 +21,9 @@ from websockets.exceptions import ConnectionClosed
 
 from huddle.collab import wire
 from huddle.collab.schema import files
+from huddle.lsp.hub_client import HubClient
+from huddle.protocol import room_url
 from huddle.server.auth import KEY_FILE
-from huddle.server.client import HubClient, room_url
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError
 from tests.peers import close_of, eventually, token

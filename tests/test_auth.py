@@ -13,8 +13,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from huddle.collab import wire
 from huddle.collab.schema import file_texts, files
+from huddle.lsp.hub_client import HubClient, Status
+from huddle.protocol import room_url
 from huddle.server.auth import KEY_FILE
-from huddle.server.client import HubClient, Status, room_url
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError
 from huddle.server.store import Database

@@ -10,7 +10,7 @@ from pathlib import Path
 from pycrdt import Doc, Text
 
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient, Status
+from huddle.lsp.hub_client import HubClient, Status
 from huddle.server.store import Database
 from tests.peers import HubProcess, NodeClient, eventually, free_port, token
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from huddle.collab.schema import file_texts
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from tests.lsp_editor import Editor
 from tests.peers import HubProcess, eventually, free_port, token
 from tests.proxy import Faults, FaultyProxy

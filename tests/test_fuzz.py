@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from huddle.collab import wire
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import Limits
 from huddle.server.hub import Hub
 from tests.peers import NodeClient, eventually, token

@@ -15,7 +15,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig, StoreConfig
 from huddle.server.errors import StoreError
 from huddle.server.history import FileChange, HistoryGap, file_changes, texts_at

@@ -13,7 +13,7 @@ import pytest
 from pycrdt import Text
 
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.peers import eventually, token

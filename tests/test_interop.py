@@ -9,7 +9,7 @@ from pathlib import Path
 from pycrdt import Text
 
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.hub import Hub
 from tests.peers import NodeClient, eventually, token
 

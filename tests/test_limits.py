@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from huddle.collab import wire
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig, Limits
 from huddle.server.hub import Hub
 from tests.peers import close_of, eventually, token

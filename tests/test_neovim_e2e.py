@@ -44,7 +44,7 @@ import pytest
 from pycrdt import Text
 
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.hub import Hub
 from tests.lsp_editor import Editor
 from tests.peers import eventually, token

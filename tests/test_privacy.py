@@ -17,8 +17,8 @@ from pycrdt import Text
 from huddle.collab import schema
 from huddle.collab.privacy import PathRules, normalise
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
+from huddle.lsp.hub_client import HubClient
 from huddle.lsp.ignore import ShareRules
-from huddle.server.client import HubClient
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from huddle.server.rpc import RpcError

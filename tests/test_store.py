@@ -9,7 +9,7 @@ from pathlib import Path
 from pycrdt import Doc, Text
 
 from huddle.collab.schema import file_texts, files
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig, StoreConfig
 from huddle.server.hub import Hub
 from huddle.server.store import Database

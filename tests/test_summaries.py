@@ -18,7 +18,7 @@ from pycrdt import Text
 from huddle.collab import schema
 from huddle.collab.schema import file_texts
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
-from huddle.server.client import HubClient
+from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.lsp_editor import Editor

@@ -30,6 +30,7 @@ from huddle.collab import schema
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
 from huddle.collab.sticky import sticky_position
+from huddle.lsp.hub_client import HubClient
 from huddle.protocol import (
     CompleteParams,
     CompleteResult,
@@ -42,7 +43,6 @@ from huddle.protocol import (
     PartialText,
     RpcError,
 )
-from huddle.server.client import HubClient
 
 if TYPE_CHECKING:
     from huddle.lsp.workspace import Workspace

@@ -39,6 +39,7 @@ from huddle.lsp.completion import CompletionFailed, Completions
 from huddle.lsp.documents import MAX_EXACT, Buffer, to_changes
 from huddle.lsp.edits import EditSender
 from huddle.lsp.errors import SettingsError
+from huddle.lsp.hub_client import Status
 from huddle.lsp.ignore import ShareRules
 from huddle.lsp.presence import Presence
 from huddle.lsp.session import Session
@@ -60,7 +61,6 @@ from huddle.protocol import (
     UndoResult,
     invalid_params,
 )
-from huddle.server.client import Status
 
 log = logging.getLogger("huddle.lsp")
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from pycrdt import Doc
 
+from huddle.lsp.hub_client import HubClient, Status, claimed
 from huddle.lsp.settings import LspSettings
-from huddle.protocol import ConnectionState, EditorStatus
-from huddle.server.client import HubClient, Status, claimed, room_url
+from huddle.protocol import ConnectionState, EditorStatus, room_url
 from huddle.server.solo import HubRunning, solo_base, solo_hub, solo_token
 
 log = logging.getLogger("huddle.lsp.session")

@@ -22,12 +22,11 @@ from websockets.protocol import State
 
 from huddle import protocol
 from huddle.collab import wire
-from huddle.protocol import HubMethod, RpcError
+from huddle.protocol import HubMethod, RpcError, room_url
 from huddle.server import datadir, rpc
 from huddle.server.ai import AiService
 from huddle.server.audit import AuditLog
 from huddle.server.auth import DELEGATE, MAX_USER_NAME, Grant, Role, TokenSigner, name_problem
-from huddle.server.client import room_url
 from huddle.server.config import HubConfig
 from huddle.server.context import RoomContext
 from huddle.server.errors import CloseCode, ConnectionRejected

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ValidationError
 from huddle.collab import wire
 from huddle.protocol import (
     HUB_METHODS,
-    RPC_MESSAGE,
     HubMethod,
     HubNotification,
     RpcCancel,
@@ -26,18 +25,20 @@ from huddle.protocol import (
     RpcRequest,
     RpcResponse,
     invalid_params,
+    parse_rpc,
+    rpc_json,
 )
 
 log = logging.getLogger("huddle.rpc")
 
 
 def encode(message: RpcMessage) -> bytes:
-    return wire.encode(wire.HuddleMessage(message.model_dump_json(exclude_defaults=False).encode()))
+    return wire.encode(wire.HuddleMessage(rpc_json(message)))
 
 
 def decode(payload: bytes) -> RpcMessage:
     try:
-        return RPC_MESSAGE.validate_json(payload)
+        return parse_rpc(payload)
     except ValidationError as exc:
         raise wire.WireError(f"invalid huddle message: {exc.error_count()} errors") from exc
 

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
 
 import jwt
 import pycrdt
@@ -33,11 +32,14 @@ from huddle.protocol import (
     HubNotification,
     RpcCancel,
     RpcError,
+    RpcMessage,
     RpcNotification,
     RpcRequest,
     RpcResponse,
+    parse_rpc,
+    room_url,
+    rpc_json,
 )
-from huddle.server import rpc
 
 log = logging.getLogger("huddle.client")
 
@@ -48,17 +50,16 @@ NotificationHandler = Callable[[str, dict[str, Any]], None]
 R = TypeVar("R", bound=BaseModel)
 
 
+def _encode(message: RpcMessage) -> bytes:
+    return wire.encode(wire.HuddleMessage(rpc_json(message)))
+
+
 class Status(StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
     REJECTED = "rejected"
     CLOSED = "closed"
-
-
-def room_url(hub_url: str, room: str, token: str | None) -> str:
-    url = f"{hub_url.rstrip('/')}/{quote(room, safe='/')}"
-    return f"{url}?{urlencode({'token': token})}" if token else url
 
 
 class HubClient:
@@ -206,12 +207,12 @@ class HubClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[request_id] = (future, on_notification)
         try:
-            await ws.send(rpc.encode(RpcRequest(id=request_id, method=method, params=params or {})))
+            await ws.send(_encode(RpcRequest(id=request_id, method=method, params=params or {})))
             return await future
         except asyncio.CancelledError:
             if self._ws is ws:
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(rpc.encode(RpcCancel(id=request_id)))
+                    await ws.send(_encode(RpcCancel(id=request_id)))
             raise
         except ConnectionClosed:
             raise RpcError("disconnected", "lost the hub connection") from None
@@ -248,7 +249,10 @@ class HubClient:
             raise RpcError("malformed", f"the hub's answer to {method} is malformed") from None
 
     def _on_rpc(self, payload: bytes) -> None:
-        message = rpc.decode(payload)
+        try:
+            message = parse_rpc(payload)
+        except ValidationError as exc:
+            raise wire.WireError(f"invalid huddle message: {exc.error_count()} errors") from exc
         if isinstance(message, RpcResponse):
             call = self._calls.get(message.id)
             if call is None or call[0].done():
