@@ -14,18 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Subscription, Text, TransactionEvent
 
-from huddle.collab.bridge import (
-    _MAX_EDITS,
-    ApplyEdit,
-    Bridge,
-    BridgeError,
-    Edit,
-    TextChange,
-    TextEdit,
-    TextOp,
-    diff,
-    transform,
-)
+from huddle.collab.bridge import _MAX_EDITS, ApplyEdit, Bridge, BridgeError, TextChange, TextEdit
+from huddle.collab.ops import Edit, TextOp, diff, transform
 from huddle.collab.positions import LineIndex, Position, PositionEncoding, PositionError, Range
 
 U8, U16, U32 = PositionEncoding.UTF8, PositionEncoding.UTF16, PositionEncoding.UTF32

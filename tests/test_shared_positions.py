@@ -7,7 +7,8 @@ from typing import Any
 
 from pycrdt import Doc, StickyIndex, Text
 
-from huddle.collab.bridge import Bridge, TextOp, map_offset
+from huddle.collab.bridge import Bridge
+from huddle.collab.ops import TextOp, map_offset
 from huddle.collab.sticky import sticky_position
 
 

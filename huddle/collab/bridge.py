@@ -40,144 +40,19 @@ I4. Every character the user typed reaches the CRDT exactly once: a buffered cha
     recognised as the echo of ``sent`` (and dropped: its text is already in the CRDT) or fed
     to the CRDT transformed over what the editor had not seen.
 
-Events
-------
-- Remote change ``R`` (a ``TextEvent`` whose origin is not ours; its delta counts UTF-8
-  bytes, converted through the mirror): ``queued = queued . R``.
-- ``didChange`` while idle: each change ``u`` (on the shadow) becomes
-  ``(u', queued') = transform(u, queued)``; ``u'`` goes into the CRDT inside one transaction
-  with ``origin`` per notification. Editors send several changes per notification (Neovim
-  batches for 150 ms) and versions may jump: the version is only recorded, never predicted.
-- Readings: a change is a text, not an intention. Neovim reports a diff of lines (the span
-  between the old and new line's common prefix and suffix), so an insert or a deletion that
-  borders on equal characters has several readings that give the same buffer (``"x1"`` typed
-  before ``"xyz"`` arrives as ``"1x"`` after its ``x``). They differ only in which characters
-  the CRDT takes for the user's, which decides where a concurrent edit lands. For an editor
-  that reports line diffs (``line_diffs``: Neovim, told by its ``clientInfo``; VS Code and
-  eglot report the change itself, which is left alone) each pure insert or pure deletion is
-  fed as the reading ``readings.choose`` prefers (its docstring has the rule): one that
-  starts where the previous change of the notification ended (the cursor), then one that
-  keeps whole lines, then whole words, then the one nearest to the report. Changes marked
-  ``exact`` (``local_change(exact=True)``: Huddle's Neovim plugin sends what ``on_bytes``
-  saw, and ``huddle lsp`` uses it where it leads to the text of the report) are fed as they
-  are: there is nothing to guess.
-- ``next_apply_edit``: sends ``queued`` as simultaneous, non-overlapping ``TextEdit``\\ s on the
-  shadow at ``version`` (an edit boundary between ``\\r`` and ``\\n`` is widened to the whole
-  CRLF, which LSP can address); ``queued`` becomes empty and the edit is in flight.
-- ``didChange`` while in flight: changes are applied to the shadow and buffered. An editor
-  that checks versions applies ``sent`` only to ``E_V``, so if it applied it, the echo is the
-  FIRST thing after ``V``. After each buffered change the bridge asks whether the shadow now
-  equals ``sent.apply(E_V)`` (compared through an op from the shadow, so the cost is that of
-  the changed regions, not of the file). It compares text, not change lists, because Neovim
-  reports an applied edit as its own line diff. Editors also rewrite line breaks in the text
-  they insert (VS Code to the document's EOL, Neovim to its fileformat): the all-``\\n`` and
-  all-``\\r\\n`` variants of ``sent`` are accepted too, and the rewrite is then fed to the CRDT
-  as the editor's own edit. On a match the changes so far were the echo: the edit is applied,
-  and the rest of the notification is user typing on top of it.
-- Unchecked versions: Neovim applies an edit for version 0 (the version of every buffer it
-  opens, until its first ``didChange``) without checking it, at the positions sent, on top of
-  whatever the user typed meanwhile (it debounces ``didChange``, so typing and echo arrive
-  together). For such an edit the bridge also asks, after each buffered change, whether the
-  shadow equals ``S_j``: the sent edits applied at their positions (``character`` clamped to
-  the line, as Neovim does) on the shadow after the first ``j`` buffered changes, for every
-  ``j``, reached in at most one change per sent ``TextEdit`` (Neovim reports each as a change
-  of its own; so few ``S_j`` are followed at once, and only for an edit of at most
-  ``_MAX_EDITS`` TextEdits). Where several fit, the smallest ``j`` whose echo is that short
-  wins (``j = 0`` is the usual echo, which may be longer, but then loses to any ``j`` that is
-  not); an ``S_j`` that changes nothing is not a candidate (it cannot be told from "not
-  applied"). On a match the first ``j`` changes are user typing ``T``, and the rest
-  were the edit at the wrong place. With ``(s', t') = transform(sent, T)`` (``sent``'s
-  inserts first where both insert at one place, as the editor put them), ``t'`` goes into the
-  CRDT like other typing and ``queued`` becomes the inverse of the misplaced changes, then
-  ``s'``, then ``queued``, narrowed to what really changes: the next edit moves the misplaced
-  text where it belongs.
-- The answer: ``applied: false`` (VS Code on a stale version) means not applied. ``applied:
-  true`` is not trusted (Neovim says it for edits it skipped as stale): if changes that were not
-  the echo already arrived, the edit was not applied; if none arrived yet, the echo must be in
-  the next notification (Neovim sends it debounced, after its answer) — if that one is not it,
-  the edit was skipped. For an unchecked version, changes that already arrived do not decide
-  if the edit has somewhere to land on the shadow (a candidate ``S_j`` for the changes so
-  far): the editor applied it after them, and its echo comes in the next notification. The
-  same for any version with ``late_applies`` (VS Code: its "applied: true" is true, but a
-  keystroke that falls between its version check, in the extension host, and the workbench
-  applying the edit is reported first, then the answer, then the edit at the positions sent).
-  Such an editor may also report keystrokes after its answer and before the echo: there a
-  notification that is not the echo does not decide either, if the edit has somewhere to land
-  on top of it, for at most ``LATE_ECHO_WAIT`` notifications (the typing reaches the room with
-  the echo, or with the next notification past them: the edit was not applied).
-- Not applied: ``queued = sent . queued`` (re-sent later with the new version), and the
-  buffered changes are fed to the CRDT as user typing, transformed as above. A runaway guard:
-  where the editor said "applied" (or did not answer) and its changes re-insert all the text
-  the edit inserts, they may be an echo in a shape the bridge does not know; fed as typing,
-  the edit would go out and come back forever. After ``runaway_limit`` such edits in a row the
-  changes are dropped instead (the CRDT wins), a repair is counted (``runaways`` too) and
-  nothing is sent until the editor changes something while no edit is in flight.
-- The end of the text: a position after the shadow's final line break is a line Neovim does
-  not have (``eol`` keeps the final line break outside its lines); an edit there makes it
-  append lines, differently in 0.10 and 0.12. Every edit that reaches past the final line break
-  is sent as the equivalent edit before it (``"c\n"`` at (2,0) of ``"a\nb\n"`` as ``"\nc"`` at
-  (1,1)), which every editor applies as sent.
-- Final newline (``final_newline``: the editor keeps one outside its lines, Neovim's ``eol``;
-  the server sets it from ``clientInfo``): such an editor cannot hold a text without a final
-  newline, nor delete it. When the CRDT text lacks one and the shadow has one, the editor is
-  sent the CRDT text plus that line break, and ``queued`` keeps only its deletion, never sent
-  (I2 holds: the shadow is the CRDT text plus that line break). The room keeps exactly what
-  the teammates typed, Neovim shows the same lines, and neither side fights the other.
+The events (remote changes, ``didChange`` idle and in flight, readings of ambiguous reports,
+unchecked versions, the answer, the runaway guard, the end of the text and final newlines) and
+the limitations are in ``docs/bridge.md``: what the bridge does with each and why, what it
+cannot promise.
 
-``check()`` verifies I1 (and I2 when idle) in O(n). A mirror that differs from the CRDT is
-treated as a missed remote change; a queue that does not lead from the shadow to the CRDT is
-replaced by the diff that does (the CRDT wins: every applied keystroke is already in it). Each
-repair increments ``repairs``; in a correct run it stays 0.
-
-Limitations
------------
-- Keystrokes typed while an edit is in flight reach the CRDT when the answer (or, for Neovim,
-  the echo) arrives: one round trip later.
-- A user who keeps typing faster than the round trip keeps VS Code rejecting our edits; remote
-  changes then show up in the first pause.
-- An editor that ignores the version of a versioned edit and applies it to a newer buffer
-  breaks the model (the echo is not recognised and its text is duplicated), except Neovim at
-  version 0 as above, and there only within limits: an edit of at most ``_MAX_EDITS``
-  TextEdits, echoed in at most one change per TextEdit; not where a sent position falls
-  inside a character or past the last line, or is clamped on the line where the next sent
-  edit starts (Neovim reads it after applying that one). So does an editor that changes our
-  text in ways other than rewriting line breaks while applying it (e.g. a final newline added
-  or dropped); both look like "not applied plus user typing".
-- User typing that happens to equal the edit in flight (the same text at the same place; for
-  an unchecked version, at its positions on a later text) is taken for its echo. For an
-  unchecked version the edit itself, arriving after that typing, is then applied once more
-  and taken for typing.
-- Readings (plain LSP): the rule is a heuristic. It cannot know what the user meant, only
-  what is likely: a user who really typed ``"1x"`` after the ``x`` of ``"xyz"`` is read as
-  having typed ``"x1"`` before it. A reading differs from the user's only next to an edit a
-  teammate made inside the window (after what the editor was last sent, before its report;
-  Neovim's debounce), and only in where that edit lands; every buffer still converges.
-  Replacements (a deletion and an insert in one change) are not re-read. With Huddle's Neovim
-  plugin the exact changes count instead, for every change whose ``on_bytes`` arrived before
-  its ``didChange`` and leads to the same text (else the report is used, with the rule).
-- Two editors that insist on different line-break styles for the same file will rewrite each
-  other's line breaks back and forth.
-- With ``final_newline``, the editor's text is the CRDT's plus a final line break wherever the
-  CRDT lacks one: a deletion of the final newline by a teammate does not reach it (plain LSP
-  cannot clear ``eol``). A Neovim buffer whose ``eol`` is off and whose last line is empty
-  looks the same and is treated the same (its final newline is then not deleted either).
-  An editor that adds a final newline on its own without being known to (not Neovim) is
-  stopped by the runaway guard, at the price of up to ``runaway_limit`` duplicates.
-- ``applied: true`` from an editor that then never sends another ``didChange`` (it skipped the
-  edit without any pending change) leaves the edit in flight; no editor we know does that.
-  Neither does Neovim, except where it applied an edit for version 0 where the bridge does not
-  look for it (see above) and reported that before its answer (no debounce): the edit then
-  waits for the user's next change, which decides it was not applied.
-- For version 0, the answer takes an edit that has nowhere to land on the shadow (it changes
-  nothing at its positions there, or they are not looked for) as not applied; where the
-  editor had typed more, not reported yet, it may have landed: its echo is then taken for
-  typing.
+``check()`` verifies I1 (and I2 when idle) in O(n) and repairs what it finds (the CRDT wins);
+each repair increments ``repairs``; in a correct run it stays 0.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,360 +60,22 @@ from pycrdt import Subscription, Text, TextEvent
 
 from huddle.collab import readings
 from huddle.collab.errors import CollabError
+from huddle.collab.ops import (
+    BridgeError,
+    Component,
+    Edit,
+    TextOp,
+    append_delete,
+    append_insert,
+    append_retain,
+    common_run,
+    diff,
+    map_offset,
+    transform,
+)
 from huddle.collab.positions import LineIndex, PositionEncoding, PositionError, Range
 
-__all__ = [
-    "ApplyEdit",
-    "Bridge",
-    "BridgeError",
-    "Edit",
-    "TextChange",
-    "TextEdit",
-    "TextOp",
-    "diff",
-    "transform",
-]
-
-
-class BridgeError(CollabError):
-    """A change the bridge cannot represent (e.g. a non-text item in a ``Text``)."""
-
-
-# --- the change algebra -----------------------------------------------------------------------
-
-Component = int | str
-"""``n > 0`` keeps ``n`` code points, ``n < 0`` deletes ``-n``, a ``str`` inserts itself."""
-
-
-@dataclass(frozen=True, slots=True)
-class Edit:
-    """Replace code points ``[start, end)`` with ``text``."""
-
-    start: int
-    end: int
-    text: str
-
-
-def _retain(parts: list[Component], n: int) -> None:
-    if n <= 0:
-        return
-    if parts and isinstance(parts[-1], int) and parts[-1] > 0:
-        parts[-1] += n
-    else:
-        parts.append(n)
-
-
-def _insert(parts: list[Component], s: str) -> None:
-    if not s:
-        return
-    if parts and isinstance(parts[-1], str):
-        parts[-1] += s
-    elif parts and isinstance(parts[-1], int) and parts[-1] < 0:
-        # Canonical order: an insert goes before an adjacent delete.
-        if len(parts) > 1 and isinstance(parts[-2], str):
-            parts[-2] += s
-        else:
-            parts.insert(len(parts) - 1, s)
-    else:
-        parts.append(s)
-
-
-def _delete(parts: list[Component], n: int) -> None:
-    if n <= 0:
-        return
-    if parts and isinstance(parts[-1], int) and parts[-1] < 0:
-        parts[-1] -= n
-    else:
-        parts.append(-n)
-
-
-def _push(parts: list[Component], part: Component) -> None:
-    if isinstance(part, str):
-        _insert(parts, part)
-    elif part > 0:
-        _retain(parts, part)
-    else:
-        _delete(parts, -part)
-
-
-class TextOp:
-    """A change of a whole text: a sequence of retain / insert / delete components.
-
-    ``base_length`` is the length of the text it applies to, ``target_length`` of the result.
-    Immutable; components are normalised (merged, an insert before an adjacent delete).
-    """
-
-    __slots__ = ("base_length", "parts", "target_length")
-
-    parts: tuple[Component, ...]
-    base_length: int
-    target_length: int
-
-    def __init__(self, parts: Iterable[Component] = ()) -> None:
-        built: list[Component] = []
-        for part in parts:
-            _push(built, part)
-        self.parts = tuple(built)
-        base = target = 0
-        for part in built:
-            if isinstance(part, str):
-                target += len(part)
-            elif part > 0:
-                base += part
-                target += part
-            else:
-                base -= part
-        self.base_length = base
-        self.target_length = target
-
-    @classmethod
-    def identity(cls, length: int) -> TextOp:
-        return cls((length,))
-
-    @classmethod
-    def from_edit(cls, length: int, start: int, end: int, text: str) -> TextOp:
-        """Replace ``[start, end)`` of a text of ``length`` code points with ``text``."""
-        if not 0 <= start <= end <= length:
-            raise BridgeError(f"edit {start}..{end} is not inside 0..{length}")
-        return cls((start, text, start - end, length - end))
-
-    @classmethod
-    def from_edits(cls, length: int, edits: Sequence[Edit]) -> TextOp:
-        """Simultaneous edits, sorted by position and not overlapping, as one op."""
-        parts: list[Component] = []
-        pos = 0
-        for edit in edits:
-            if edit.start < pos or edit.end < edit.start or edit.end > length:
-                raise BridgeError("edits must be sorted, non-overlapping and inside the text")
-            _retain(parts, edit.start - pos)
-            _insert(parts, edit.text)
-            _delete(parts, edit.end - edit.start)
-            pos = edit.end
-        _retain(parts, length - pos)
-        return cls(parts)
-
-    @property
-    def is_noop(self) -> bool:
-        return all(isinstance(part, int) and part > 0 for part in self.parts)
-
-    def apply(self, text: str) -> str:
-        if len(text) != self.base_length:
-            raise BridgeError(f"op for {self.base_length} code points applied to {len(text)}")
-        out: list[str] = []
-        pos = 0
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-            elif part > 0:
-                out.append(text[pos : pos + part])
-                pos += part
-            else:
-                pos -= part
-        return "".join(out)
-
-    def edits(self) -> list[Edit]:
-        """The op as simultaneous edits on its base text (sorted, separated by kept text)."""
-        result: list[Edit] = []
-        pos = 0
-        start: int | None = None
-        inserted = ""
-        for part in self.parts:
-            if isinstance(part, int) and part > 0:
-                if start is not None:
-                    result.append(Edit(start, pos, inserted))
-                    start, inserted = None, ""
-                pos += part
-                continue
-            if start is None:
-                start = pos
-            if isinstance(part, str):
-                inserted += part
-            else:
-                pos -= part
-        if start is not None:
-            result.append(Edit(start, pos, inserted))
-        return result
-
-    def compose(self, other: TextOp) -> TextOp:
-        """The op that does ``self`` then ``other``."""
-        if self.target_length != other.base_length:
-            raise BridgeError(
-                f"cannot compose: first op yields {self.target_length}, "
-                f"second expects {other.base_length}"
-            )
-        out: list[Component] = []
-        first, second = list(self.parts), list(other.parts)
-        i = j = 0
-        a: Component | None = first[0] if first else None
-        b: Component | None = second[0] if second else None
-
-        def next_a() -> Component | None:
-            nonlocal i
-            i += 1
-            return first[i] if i < len(first) else None
-
-        def next_b() -> Component | None:
-            nonlocal j
-            j += 1
-            return second[j] if j < len(second) else None
-
-        while a is not None or b is not None:
-            if isinstance(a, int) and a < 0:
-                _delete(out, -a)
-                a = next_a()
-                continue
-            if isinstance(b, str):
-                _insert(out, b)
-                b = next_b()
-                continue
-            if a is None or b is None:
-                raise BridgeError("compose: ops do not line up")
-            if isinstance(a, int):  # retain a
-                assert isinstance(b, int)
-                if b > 0:
-                    n = min(a, b)
-                    _retain(out, n)
-                    a = a - n or next_a()
-                    b = b - n or next_b()
-                else:
-                    n = min(a, -b)
-                    _delete(out, n)
-                    a = a - n or next_a()
-                    b = b + n or next_b()
-            else:  # insert a
-                assert isinstance(b, int)
-                if b > 0:
-                    n = min(len(a), b)
-                    _insert(out, a[:n])
-                    a = a[n:] or next_a()
-                    b = b - n or next_b()
-                else:
-                    n = min(len(a), -b)
-                    a = a[n:] or next_a()
-                    b = b + n or next_b()
-        return TextOp(out)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TextOp) and self.parts == other.parts
-
-    def __hash__(self) -> int:
-        return hash(self.parts)
-
-    def __repr__(self) -> str:
-        return f"TextOp({list(self.parts)!r})"
-
-
-def transform(a: TextOp, b: TextOp) -> tuple[TextOp, TextOp]:
-    """Concurrent ops on one text -> ``(a', b')`` with ``a.compose(b') == b.compose(a')``
-    in effect. At the same position ``a``'s insert goes first; text deleted by both is
-    deleted once."""
-    if a.base_length != b.base_length:
-        raise BridgeError(
-            f"cannot transform ops on {a.base_length} and {b.base_length} code points"
-        )
-    a_out: list[Component] = []
-    b_out: list[Component] = []
-    first, second = list(a.parts), list(b.parts)
-    i = j = 0
-    x: Component | None = first[0] if first else None
-    y: Component | None = second[0] if second else None
-
-    def next_x() -> Component | None:
-        nonlocal i
-        i += 1
-        return first[i] if i < len(first) else None
-
-    def next_y() -> Component | None:
-        nonlocal j
-        j += 1
-        return second[j] if j < len(second) else None
-
-    while x is not None or y is not None:
-        if isinstance(x, str):
-            _insert(a_out, x)
-            _retain(b_out, len(x))
-            x = next_x()
-            continue
-        if isinstance(y, str):
-            _retain(a_out, len(y))
-            _insert(b_out, y)
-            y = next_y()
-            continue
-        if x is None or y is None:
-            raise BridgeError("transform: ops do not line up")
-        if x > 0 and y > 0:
-            n = min(x, y)
-            _retain(a_out, n)
-            _retain(b_out, n)
-            x = x - n or next_x()
-            y = y - n or next_y()
-        elif x < 0 and y < 0:
-            n = min(-x, -y)
-            x = x + n or next_x()
-            y = y + n or next_y()
-        elif x < 0:  # a deletes what b keeps
-            n = min(-x, y)
-            _delete(a_out, n)
-            x = x + n or next_x()
-            y = y - n or next_y()
-        else:  # a keeps what b deletes
-            n = min(x, -y)
-            _delete(b_out, n)
-            x = x - n or next_x()
-            y = y + n or next_y()
-    return TextOp(a_out), TextOp(b_out)
-
-
-def map_offset(op: TextOp, offset: int) -> int:
-    """Where ``offset`` (on the text ``op`` applies to) is in the text ``op`` produces. Text
-    inserted exactly at ``offset`` ends up after it; a deleted span collapses onto its start."""
-    source = target = 0
-    for part in op.parts:
-        if isinstance(part, str):
-            if source < offset:
-                target += len(part)
-            continue
-        if part > 0:
-            if offset <= source + part:
-                return target + (offset - source)
-            source += part
-            target += part
-        else:
-            if offset <= source - part:
-                return target
-            source -= part
-    return target + max(0, offset - source)
-
-
-def diff(old: str, new: str) -> TextOp:
-    """One replace from ``old`` to ``new``: everything between the common prefix and suffix."""
-    if old == new:
-        return TextOp.identity(len(old))
-    limit = min(len(old), len(new))
-    start = _common_run(old, new, limit, forward=True)
-    end = _common_run(old, new, limit - start, forward=False)
-    return TextOp.from_edit(len(old), start, len(old) - end, new[start : len(new) - end])
-
-
-def _common_run(old: str, new: str, limit: int, *, forward: bool) -> int:
-    """Length (at most ``limit``) of the common prefix, or suffix, of two strings; compares
-    chunks first so that long equal runs cost C speed, not a Python loop per character."""
-    count = 0
-    chunk = 4096
-    while chunk:
-        while count + chunk <= limit:
-            if forward:
-                same = old[count : count + chunk] == new[count : count + chunk]
-            else:
-                same = (
-                    old[len(old) - count - chunk : len(old) - count]
-                    == new[len(new) - count - chunk : len(new) - count]
-                )
-            if not same:
-                break
-            count += chunk
-        chunk //= 8
-    return count
+__all__ = ["ApplyEdit", "Bridge", "BridgeError", "TextChange", "TextEdit"]
 
 
 # --- editor-facing messages -------------------------------------------------------------------
@@ -922,7 +459,7 @@ class Bridge:
                 inserted = item["insert"]
                 if not isinstance(inserted, str):
                     raise BridgeError("a non-text item was inserted into the Text")
-                _insert(parts, inserted)
+                append_insert(parts, inserted)
                 continue
             step = item.get("retain", item.get("delete"))
             if not isinstance(step, int):
@@ -930,11 +467,11 @@ class Bridge:
             byte += step
             end = mirror.offset_of_byte(byte)
             if "retain" in item:
-                _retain(parts, end - offset)
+                append_retain(parts, end - offset)
             else:
-                _delete(parts, end - offset)
+                append_delete(parts, end - offset)
             offset = end
-        _retain(parts, len(mirror) - offset)
+        append_retain(parts, len(mirror) - offset)
         return TextOp(parts)
 
     def _apply_to_mirror(self, op: TextOp) -> None:
@@ -1226,8 +763,8 @@ def _rewrite(length: int, wire: list[Edit], variant: list[Edit]) -> TextOp:
 def _trim(old: str, start: int, end: int, new: str) -> tuple[int, int, str]:
     """Narrow the replacement of ``old`` (at [start, end)) by ``new`` to what differs."""
     limit = min(len(old), len(new))
-    head = _common_run(old, new, limit, forward=True)
-    tail = _common_run(old, new, limit - head, forward=False)
+    head = common_run(old, new, limit, forward=True)
+    tail = common_run(old, new, limit - head, forward=False)
     return start + head, end - tail, new[head : len(new) - tail]
 
 

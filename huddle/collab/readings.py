@@ -60,63 +60,80 @@ def choose(
     is. ``caret``: where the previous change of the same notification ended, if any."""
     if (start == end) == (not text):
         return start, end, text
-    lo = max(0, start - MAX_SLIDE - 1)
-    hi = min(len(index), end + MAX_SLIDE + 1)
-    local = index.slice(lo, hi)
-    size = len(index)
-
-    def at(offset: int) -> str:
-        return local[offset - lo]
-
-    def line_start(offset: int) -> bool:
-        return offset == 0 or at(offset - 1) == "\n"
-
-    def line_end(offset: int) -> bool:
-        return offset == size or at(offset) in _BREAKS
-
-    def word_edge(offset: int) -> bool:
-        return offset in (0, size) or not (_word(at(offset - 1)) and _word(at(offset)))
-
-    readings: list[tuple[int, int, str]] = [(start, end, text)]
-    if text:  # an insert: t at p
-        p, t = start, text
-        while p > lo and start - p < MAX_SLIDE and at(p - 1) == t[-1]:
-            p, t = p - 1, t[-1] + t[:-1]
-            readings.append((p, p, t))
-        p, t = start, text
-        while p < hi and p - start < MAX_SLIDE and at(p) == t[0]:
-            p, t = p + 1, t[1:] + t[0]
-            readings.append((p, p, t))
-    else:  # a deletion of [a, b)
-        a, b = start, end
-        while a > lo and start - a < MAX_SLIDE and at(a - 1) == at(b - 1):
-            a, b = a - 1, b - 1
-            readings.append((a, b, ""))
-        a, b = start, end
-        while b < hi and a - start < MAX_SLIDE and at(a) == at(b):
-            a, b = a + 1, b + 1
-            readings.append((a, b, ""))
+    window = _Window(index, start, end)
+    readings = window.readings(start, end, text)
     if len(readings) == 1:
         return start, end, text
+    return max(readings, key=lambda reading: window.score(reading, start, caret))
 
-    def score(reading: tuple[int, int, str]) -> tuple[int, int, int, int]:
+
+class _Window:
+    """The text around a change, as far as a reading of it can slide (``MAX_SLIDE``)."""
+
+    def __init__(self, index: LineIndex, start: int, end: int) -> None:
+        self.lo = max(0, start - MAX_SLIDE - 1)
+        self.hi = min(len(index), end + MAX_SLIDE + 1)
+        self.local = index.slice(self.lo, self.hi)
+        self.size = len(index)
+
+    def at(self, offset: int) -> str:
+        return self.local[offset - self.lo]
+
+    def line_start(self, offset: int) -> bool:
+        return offset == 0 or self.at(offset - 1) == "\n"
+
+    def line_end(self, offset: int) -> bool:
+        return offset == self.size or self.at(offset) in _BREAKS
+
+    def word_edge(self, offset: int) -> bool:
+        return offset in (0, self.size) or not (
+            _word(self.at(offset - 1)) and _word(self.at(offset))
+        )
+
+    def readings(self, start: int, end: int, text: str) -> list[tuple[int, int, str]]:
+        """Every (start, end, text) that gives the same text: the change slid left and right
+        over equal characters."""
+        at, lo, hi = self.at, self.lo, self.hi
+        found: list[tuple[int, int, str]] = [(start, end, text)]
+        if text:  # an insert: t at p
+            p, t = start, text
+            while p > lo and start - p < MAX_SLIDE and at(p - 1) == t[-1]:
+                p, t = p - 1, t[-1] + t[:-1]
+                found.append((p, p, t))
+            p, t = start, text
+            while p < hi and p - start < MAX_SLIDE and at(p) == t[0]:
+                p, t = p + 1, t[1:] + t[0]
+                found.append((p, p, t))
+        else:  # a deletion of [a, b)
+            a, b = start, end
+            while a > lo and start - a < MAX_SLIDE and at(a - 1) == at(b - 1):
+                a, b = a - 1, b - 1
+                found.append((a, b, ""))
+            a, b = start, end
+            while b < hi and a - start < MAX_SLIDE and at(a) == at(b):
+                a, b = a + 1, b + 1
+                found.append((a, b, ""))
+        return found
+
+    def score(
+        self, reading: tuple[int, int, str], start: int, caret: int | None
+    ) -> tuple[int, int, int, int]:
+        """The rule of the module docstring, as a key: higher is preferred."""
         a, b, t = reading
         if t:
             cursor = a == caret
-            lines = (t[-1] == "\n" and line_start(a)) or (t[0] in _BREAKS and line_end(a))
-            words = word_edge(a)
+            lines = (t[-1] == "\n" and self.line_start(a)) or (t[0] in _BREAKS and self.line_end(a))
+            words = self.word_edge(a)
             changed = t
         else:
             cursor = caret in (a, b)
-            changed = local[a - lo : b - lo]
-            lines = (line_start(a) and (line_start(b) or b == size)) or (
-                changed[0] in _BREAKS and line_end(b)
+            changed = self.local[a - self.lo : b - self.lo]
+            lines = (self.line_start(a) and (self.line_start(b) or b == self.size)) or (
+                changed[0] in _BREAKS and self.line_end(b)
             )
-            words = word_edge(a) and word_edge(b)
+            words = self.word_edge(a) and self.word_edge(b)
         rank = 2 if lines else 1 if words else 0
         whole = not lines and changed[0] not in _CLOSERS and changed[-1] not in _OPENERS
         # Ties: nearest to the reported reading, then the one on the left (Neovim reports the
         # rightmost, so a tie at equal distance is one the editor could not tell either).
         return int(cursor), rank, int(whole), -abs(a - start) * 2 - (a > start)
-
-    return max(readings, key=score)
