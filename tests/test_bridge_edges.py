@@ -133,6 +133,8 @@ async def test_neovim_at_the_edges_of_a_file(
     assert nvim.read("result.txt") == neovim_text("M" + expected).encode()
     result = nvim.json("result.json")
     assert result["repairs"] == 0, result
+    # Neovim prints a workspace edit's label: one line per teammate edit in :messages
+    assert "Workspace edit" not in result["messages"], result["messages"]
     count = apply_edits(nvim)
     assert count <= MAX_APPLY_EDITS, f"{count} applyEdit requests\n{scene.diagnostics()}"
 

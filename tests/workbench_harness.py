@@ -120,14 +120,19 @@ class Page:
             if "id" in msg:
                 self._replies.pop(msg["id"]).set_result(msg)
 
-    async def request(self, op: str, timeout: float = 180, **args: Any) -> dict[str, Any]:
+    async def request(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
+        """Run ``op``; ``timeout`` (seconds) bounds its wait in the page (the op's own default
+        otherwise), and this side waits a little longer so that the page's error, which says
+        what was missing, is the one reported."""
         assert self.proc.stdin is not None
         msg_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[msg_id] = future
+        if timeout is not None:
+            args["timeout"] = timeout * 1000
         self.proc.stdin.write(json.dumps({"id": msg_id, "op": op, **args}).encode() + b"\n")
         await self.proc.stdin.drain()
-        reply = await asyncio.wait_for(future, timeout)
+        reply = await asyncio.wait_for(future, 180 if timeout is None else timeout + 30)
         if not reply["ok"]:
             raise AssertionError(f"workbench {op} failed: {reply['error']}")
         return reply

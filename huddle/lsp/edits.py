@@ -47,8 +47,9 @@ class EditSender:
         if edit is None:
             return
         buffer.sending = True
+        # No label: Neovim prints "Workspace edit <label>" for every edit that has one, a line
+        # in :messages for each of a teammate's keystrokes.
         params = lsp.ApplyWorkspaceEditParams(
-            label="Huddle",
             edit=lsp.WorkspaceEdit(
                 document_changes=[
                     lsp.TextDocumentEdit(

@@ -336,6 +336,7 @@ local function report()
     repairs = state.repairs or vim.NIL,
     offset_encoding = client and client.offset_encoding or vim.NIL,
     changedtick = api.nvim_buf_get_changedtick(state.buf),
+    messages = vim.fn.execute("messages"),
   }
 end
 

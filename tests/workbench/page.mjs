@@ -40,6 +40,52 @@ function decorationsNaming (name) {
   return found
 }
 
+// Every editor group: whether it is the active one, its active tab's label, its visible lines
+// with their line numbers (1-based), and the line of the cursor (Monaco marks its number).
+function editorGroups () {
+  const byTop = (nodes, value) => Array.from(nodes)
+    .map((n) => [parseFloat((n.closest('.view-line, .margin-view-overlays > div') ?? n).style.top), value(n)])
+    .sort((a, b) => a[0] - b[0])
+    .map(([, v]) => v)
+  return Array.from(document.querySelectorAll('.editor-group-container')).map((group) => {
+    const tab = group.querySelector('.tab.active')
+    const editor = group.querySelector('.monaco-editor')
+    const lines = editor ? byTop(editor.querySelectorAll('.view-lines > .view-line'), (l) => l.textContent.replace(/\u00a0/g, ' ')) : []
+    const numbers = editor ? byTop(editor.querySelectorAll('.margin-view-overlays .line-numbers'), (n) => Number(n.textContent)) : []
+    const current = editor?.querySelector('.margin-view-overlays .line-numbers.active-line-number')
+    return {
+      active: group.classList.contains('active'),
+      tab: tab ? tab.getAttribute('aria-label') : null,
+      lines,
+      numbers,
+      cursorLine: current ? Number(current.textContent) : null
+    }
+  })
+}
+
+// VS Code's own inline suggestion in the active editor: the ghost text after the caret and any
+// further lines it shows below (null when none is shown).
+function ghostText () {
+  const editor = document.querySelector('.editor-group-container.active .monaco-editor')
+  if (!editor) return null
+  const inline = Array.from(editor.querySelectorAll('.view-lines .ghost-text-decoration, .view-lines .ghost-text-decoration-preview'))
+    .map((s) => s.textContent).join('')
+  const below = Array.from(editor.querySelectorAll('.ghost-text .view-line')).map((l) => l.textContent)
+  const text = [inline, ...below].join('\n').replace(/\u00a0/g, ' ')
+  return text.length > 0 ? text : null
+}
+
+// Notifications as shown: each toast's text, and whether its progress bar runs.
+function toasts () {
+  return Array.from(document.querySelectorAll('.notifications-toasts .notification-toast')).map((t) => ({
+    text: t.innerText,
+    progress: Array.from(t.querySelectorAll('.monaco-progress-container')).some((p) => p.classList.contains('active'))
+  }))
+}
+
+// Run one of the functions above in the page (they must not close over anything).
+const inPage = (fn, arg) => page.evaluate(([src, a]) => new Function('return ' + src)()(a), [fn.toString(), arg])
+
 const ops = {
   goto: async ({ timeout = 120000 }) => {
     await page.goto(url)
@@ -123,9 +169,80 @@ const ops = {
     }
     return { found: await page.evaluate(([fn, n]) => new Function('return ' + fn)()(n), [decorationsNaming.toString(), name]) }
   },
+  groups: async () => ({ groups: await inPage(editorGroups) }),
+  // Until the active editor shows `tab` and its visible lines include `line` (following someone).
+  follows: async ({ tab, line, timeout = 30000 }) => {
+    try {
+      await page.waitForFunction(([fn, want]) => {
+        const active = new Function('return ' + fn)()().find((g) => g.active)
+        return !!active && (active.tab ?? '').includes(want.tab) && active.numbers.includes(want.line)
+      }, [editorGroups.toString(), { tab, line }], { timeout, polling: 50 })
+    } catch (err) {
+      const active = (await inPage(editorGroups)).find((g) => g.active)
+      throw new Error(`the active editor never showed ${tab} line ${line}: tab ${active?.tab}, lines ${active?.numbers[0]}-${active?.numbers.at(-1)}`)
+    }
+    return { groups: await inPage(editorGroups) }
+  },
+  ghost: async ({ timeout = 30000 }) => {
+    try {
+      await page.waitForFunction((fn) => new Function('return ' + fn)()() !== null, ghostText.toString(), { timeout, polling: 50 })
+    } catch {
+      throw new Error('no inline suggestion (ghost text) was shown in the active editor')
+    }
+    return { text: await inPage(ghostText) }
+  },
+  // A status bar entry whose text matches the regular expression `pattern`.
+  statusMatch: async ({ pattern, timeout = 30000 }) => {
+    try {
+      await page.waitForFunction((p) => Array.from(document.querySelectorAll('.part.statusbar .statusbar-item'))
+        .some((i) => new RegExp(p).test(i.innerText)), pattern, { timeout, polling: 50 })
+    } catch {
+      const all = await page.locator('.part.statusbar .statusbar-item').allInnerTexts()
+      throw new Error(`no status bar entry matches /${pattern}/ (entries: ${JSON.stringify(all.filter(Boolean))})`)
+    }
+    const all = await page.locator('.part.statusbar .statusbar-item').allInnerTexts()
+    return { text: all.find((t) => new RegExp(pattern).test(t)) }
+  },
+  // Record, at every change of the page, the notifications and every editor group's tab and
+  // lines, so that something shown only for a moment (a progress bar, streamed text) is seen.
+  record: async () => {
+    await page.evaluate(([groupsSrc, toastsSrc]) => {
+      const groups = new Function('return ' + groupsSrc)()
+      const toasts = new Function('return ' + toastsSrc)()
+      window.__huddleLog = []
+      let last = ''
+      let pending = false
+      const snap = () => {
+        pending = false
+        const entry = { toasts: toasts(), groups: groups().map((g) => ({ tab: g.tab, lines: g.lines })) }
+        const key = JSON.stringify(entry)
+        if (key !== last) { last = key; window.__huddleLog.push(entry) }
+      }
+      window.__huddleObserver?.disconnect()
+      window.__huddleObserver = new MutationObserver(() => { if (!pending) { pending = true; setTimeout(snap, 0) } })
+      window.__huddleObserver.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['class'] })
+      snap()
+    }, [editorGroups.toString(), toasts.toString()])
+    return {}
+  },
+  recorded: async () => ({ log: await page.evaluate(() => window.__huddleLog ?? []) }),
   screenshot: async ({ path }) => { await page.screenshot({ path, type: 'png' }); return {} },
   errors: async () => ({ errors: consoleErrors }),
-  quit: async () => { await browser.close(); setTimeout(() => process.exit(0), 10); return {} }
+  quit: async () => { await browser.close(); setTimeout(() => process.exit(0), 10); return {} },
+  // The real-editor fuzzer (tests/editor_fuzz.py): press `keys`, then read the clipboard (what
+  // a Ctrl+X just cut, or a Ctrl+A Ctrl+C copied), in one op.
+  // The clipboard is emptied first: a cut that cuts nothing reads back as ''.
+  fuzzKeysClipboard: async ({ keys }) => {
+    await page.evaluate(() => navigator.clipboard.writeText(''))
+    for (const k of keys) await page.keyboard.press(k)
+    return { text: await page.evaluate(() => navigator.clipboard.readText()) }
+  },
+  // Each piece in one input event (as a paste or an IME commit: a teammate's text arriving
+  // mid-token cannot split it), "\n" as the Enter key.
+  fuzzInsert: async ({ pieces }) => {
+    for (const p of pieces) await (p === '\n' ? page.keyboard.press('Enter') : page.keyboard.insertText(p))
+    return {}
+  }
 }
 
 let queue = Promise.resolve()

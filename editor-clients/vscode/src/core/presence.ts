@@ -60,6 +60,22 @@ export function marksFor(peers: readonly Peer[], sameDocument: (uri: string) => 
   return marks;
 }
 
+/**
+ * Where the followed teammate's cursor is in one document (`sameDocument` compares a peer's uri
+ * with it): following someone shows their line, not only their file. Undefined when none of
+ * their editors has a cursor there.
+ */
+export function followedPosition(
+  peers: readonly Peer[],
+  name: string,
+  sameDocument: (uri: string) => boolean,
+): Position | undefined {
+  const peer = peers.find(
+    (p) => (p.name || 'someone') === name && p.uri !== null && p.position !== undefined && sameDocument(p.uri),
+  );
+  return peer?.position;
+}
+
 /** Teammates by name, sorted, each with the editors they have connected. */
 export function teammates(peers: readonly Peer[]): Teammate[] {
   const byName = new Map<string, Teammate>();

@@ -6,7 +6,7 @@
 import * as vscode from 'vscode';
 
 import { FOLLOWING_CONTEXT, TEAMMATES_VIEW, UI } from '../core/ids';
-import { marksFor, type Teammate, teammates, withAlpha } from '../core/presence';
+import { followedPosition, marksFor, type Teammate, teammates, withAlpha } from '../core/presence';
 import type { Peer, Position, Status } from '../core/protocol';
 import { statusView } from '../core/status';
 
@@ -21,6 +21,8 @@ export class Presence implements vscode.Disposable {
   status: Status | undefined;
   following: string | undefined;
   private failed: string | undefined;
+  /** The followed teammate's place last brought into view (document and position). */
+  private revealed: string | undefined;
   private noFolder = false;
   private readonly styles = new Map<string, ColorStyles>();
   private readonly statusItem: vscode.StatusBarItem;
@@ -40,6 +42,7 @@ export class Presence implements vscode.Disposable {
       this.statusItem,
       vscode.window.registerTreeDataProvider(TEAMMATES_VIEW, this.tree),
       vscode.window.onDidChangeVisibleTextEditors(() => this.decorateAll()),
+      vscode.window.onDidChangeActiveTextEditor(() => this.revealFollowed()),
     );
     this.render();
   }
@@ -55,12 +58,33 @@ export class Presence implements vscode.Disposable {
     this.peers = peers;
     this.render();
     this.decorateAll();
+    this.revealFollowed();
   }
 
   setFollowing(name: string | undefined): void {
     this.following = name;
+    this.revealed = undefined;
     void vscode.commands.executeCommand('setContext', FOLLOWING_CONTEXT, name !== undefined);
     this.render();
+    this.revealFollowed();
+  }
+
+  /**
+   * Following: the server brings the teammate's file to the front (`window/showDocument`); this
+   * keeps their cursor in view as it moves. Only a move scrolls, so the user may look around
+   * between the teammate's moves.
+   */
+  private revealFollowed(): void {
+    const editor = vscode.window.activeTextEditor;
+    if (this.following === undefined || editor === undefined) return;
+    const key = editor.document.uri.toString();
+    const at = followedPosition(this.peers, this.following, (uri) => this.asCodeUri(uri).toString() === key);
+    if (at === undefined) return;
+    const place = `${key}#${at.line}:${at.character}`;
+    if (place === this.revealed) return;
+    this.revealed = place;
+    const position = editor.document.validatePosition(toPosition(at));
+    editor.revealRange(new vscode.Range(position, position), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
   }
 
   /** The language server stopped (`error`: it could not start; `noFolder`: not started, nothing to share). */

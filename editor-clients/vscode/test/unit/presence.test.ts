@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { cursorParams, marksFor, orderRange, peerColor, teammates, withAlpha } from '../../src/core/presence';
+import { cursorParams, followedPosition, marksFor, orderRange, peerColor, teammates, withAlpha } from '../../src/core/presence';
 import type { Peer } from '../../src/core/protocol';
 
 const uri = 'file:///w/app.py';
@@ -74,4 +74,18 @@ test('huddle/cursor: selection.start is the anchor, position the caret', () => {
 test('orderRange', () => {
   assert.deepEqual(orderRange(at(1, 5), at(1, 2)), { start: at(1, 2), end: at(1, 5) });
   assert.deepEqual(orderRange(at(0, 9), at(1, 0)), { start: at(0, 9), end: at(1, 0) });
+});
+
+test('following: the followed teammate’s cursor in this document, from any of their editors', () => {
+  const here = (u: string) => u === uri;
+  const peers = [
+    peer({ clientId: 1, name: 'ann', position: at(3, 0) }),
+    peer({ clientId: 2, name: 'bob', uri: 'file:///w/other.py', position: at(9, 0) }),
+    peer({ clientId: 3, name: 'bob', position: at(40, 2) }),
+  ];
+  assert.deepEqual(followedPosition(peers, 'bob', here), at(40, 2));
+  assert.deepEqual(followedPosition(peers, 'bob', (u) => u === 'file:///w/other.py'), at(9, 0));
+  assert.equal(followedPosition(peers, 'cat', here), undefined);
+  // in the file, but it is not open here (no position), or in no shared file
+  assert.equal(followedPosition([peer({ name: 'bob' }), peer({ name: 'bob', uri: null, file: null })], 'bob', here), undefined);
 });
