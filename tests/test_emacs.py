@@ -247,3 +247,36 @@ async def test_teammates_cursor_and_name(
 async def drawn_none(emacs: Emacs, path: Path) -> bool:
     state = await emacs.state(path)
     return bool(state["peers"] == [] and "+1" not in state["mode_line"])
+
+
+# A teammate's cursor inside a character of the buffer: its position was computed on the text
+# huddle lsp last heard of (eglot reports typing after 0.5 s without any), and the user has
+# typed 😀 (two UTF-16 units) before it since. eglot 1.9's `eglot--lsp-position-to-point' never
+# returns for a position between the two halves of a character: the daemon stopped answering
+# (found by tests/editor_fuzz.py, in LF and CRLF files alike).
+async def test_a_teammates_cursor_inside_a_character(
+    hub: Hub, data_dir: Path, tmp_path: Path, workspace: Path
+) -> None:
+    path = workspace / FILE
+    # eglot holds the typing back until told (huddle--flush-changes): the window, made wide.
+    eve = settings(hub, data_dir, "eve", **{"eglot-send-changes-idle-time": 3600})
+    async with Emacs(tmp_path / "home", settings=eve) as emacs:
+        await open_in_emacs(emacs, hub, path, "ab\n")
+        async with NodeClient(hub.url, ROOM, token(data_dir, ROOM, "tom")) as tom:
+            await tom.wait_event("synced")
+            await eventually(lambda: _has(tom, "ab\n"), what="the teammate to have the file")
+            buffer = f"(get-file-buffer {elisp(str(path))})"
+            await emacs.eval(f'(with-current-buffer {buffer} (goto-char 1) (insert "😀"))')
+            # Between "a" and "b": (0, 1) on "ab", the first half of 😀 in "😀ab".
+            await tom.request("cursor", file=FILE, index=1, user={"name": "tom"})
+
+            async def drawn(point: int) -> bool:
+                state = await emacs.state(path)  # fails if the daemon does not answer
+                return bool(state["peers"] == [{"name": "tom", "point": point}])
+
+            # At the start of the character it falls in, until huddle lsp hears of the typing.
+            await eventually(lambda: drawn(1), timeout=20, what="tom's cursor before 😀")
+            await emacs.eval(
+                f"(with-current-buffer {buffer} (huddle--flush-changes (huddle--server)))"
+            )
+            await eventually(lambda: _has(tom, "😀ab\n"), what="eve's 😀 at the teammate's")

@@ -195,6 +195,29 @@
         (delete-dups (mapcar (lambda (p) (plist-get p :name)) peers))
       (append (plist-get (huddle--status server) :peers) nil))))
 
+(defun huddle--position-to-point (position)
+  "The point of the LSP POSITION (UTF-16 code units, as eglot 1.9 speaks).
+A teammate's position is computed on the text huddle lsp last heard of, so it may fall
+inside a character the user has typed since (between the halves of 😀): that character's
+start then; past the end of its line, the line's end; past the last line, the buffer's end.
+Not `eglot--lsp-position-to-point': in eglot 1.9 it never returns for a position inside a
+character, and Emacs stops answering."
+  (save-excursion
+    (save-restriction
+      (widen)
+      (goto-char (point-min))
+      (forward-line (plist-get position :line))
+      (let ((units (plist-get position :character))
+            (end (line-end-position)))
+        (unless (wholenump units) (setq units 0))
+        (while (and (< (point) end)
+                    (let ((width (if (> (char-after) #xffff) 2 1)))
+                      (when (<= width units)
+                        (setq units (- units width))
+                        (forward-char 1)
+                        t))))
+        (point)))))
+
 (defun huddle--draw-peers (server)
   "Redraw teammates' cursors in the buffers SERVER manages."
   (dolist (buffer (eglot--managed-buffers server))
@@ -205,7 +228,7 @@
         (dolist (peer (huddle--peers server))
           (let ((position (plist-get peer :position)))
             (when (and position (equal (plist-get peer :uri) uri))
-              (let* ((point (eglot--lsp-position-to-point position))
+              (let* ((point (huddle--position-to-point position))
                      (color (or (plist-get peer :color) "#888888"))
                      (name (or (plist-get peer :name) "?"))
                      (overlay (make-overlay point point nil t nil)))

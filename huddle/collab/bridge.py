@@ -110,18 +110,23 @@ class ApplyEdit:
 
 _EOL = re.compile(r"\r\n|\r|\n")
 _EOL_TOKENS = re.compile(r"(\r\n|\r|\n)")
+_EOL_END = re.compile(r"(\r\n|\r|\n)\Z")
 
 
 _MAX_EDITS = 8
 """An edit for an unchecked version is looked for on top of the user's typing only if it has at
 most this many TextEdits (the work per buffered change grows with their square)."""
 
-LATE_ECHO_WAIT = 3
+LATE_ECHO_WAIT = 32
 """For an editor whose "applied: true" is true (``late_applies``), how many further
 notifications with changes may come after that answer before the edit's echo, each possibly
 the user's typing under which the editor then applies it (VS Code: keystrokes it reported before
 the workbench applied the edit). Past them the edit is taken as not applied, so that an echo
-the bridge does not recognise cannot hold the user's typing out of the room for long."""
+the bridge does not recognise cannot hold the user's typing out of the room for long. VS Code
+reports every key it had queued as a notification of its own: a token typed at once (7 keys
+in tests/editor_fuzz.py, seed 2011) came between the answer and the echo, and with a wait of
+3 the echo was taken for typing (the teammate's line twice). Cheap while the editor is right:
+each notification waited for adds one candidate, and only while the edit can land on it."""
 
 RUNAWAY_LIMIT = 3
 """How many edits in a row may be judged not applied while the editor's changes re-insert
@@ -257,8 +262,8 @@ class Bridge:
         self._caret = None  # the end of the previous change: known within one notification
         self._exact = exact
         with self._doc.transaction(origin=self.origin):
-            for change in changes:
-                self._editor_change(change)
+            for k, change in enumerate(changes):
+                self._editor_change(change, first=k == 0)
             self.version = version
             flight = self._flight
             if (
@@ -284,7 +289,8 @@ class Bridge:
         flight.waited += 1
         return self._add_split(flight)
 
-    def _editor_change(self, change: TextChange) -> None:
+    def _editor_change(self, change: TextChange, *, first: bool = True) -> None:
+        """One change of a notification; ``first``: the first of it."""
         shadow = self._shadow
         if change.range is None:
             start, end = 0, len(shadow)
@@ -310,26 +316,16 @@ class Bridge:
             shadow.replace(start, end, change.text)
             self._feed(op)
             return
-        if flight.unchecked and flight.changes:
+        # VS Code (``late_applies``) reports an edit it applies, and each keystroke, as one
+        # notification of its own: the user's typing ends only where a notification does.
+        if flight.unchecked and flight.changes and (first or not self.late_applies):
             self._add_split(flight)
         deleted = shadow.slice(start, end)
         shadow.replace(start, end, change.text)
         flight.changes.append(op)
         undo = TextOp.from_edit(len(shadow), start, start + len(change.text), deleted)
         flight.undos.append(undo)
-        # Neovim reports each TextEdit it applies as one change: an echo longer than that is
-        # ruled out where the edit was applied over typing, and the last resort otherwise.
-        count, limit = len(flight.changes), len(flight.ranges)
-        match: _Candidate | None = None
-        alive = []
-        for candidate in flight.candidates:
-            candidate.pending = undo.compose(candidate.pending)
-            if _reproduces(candidate.pending, shadow):
-                if match is None or (count - match.split > limit >= count - candidate.split):
-                    match = candidate
-            elif not candidate.split or count - candidate.split < limit:
-                alive.append(candidate)
-        flight.candidates = alive
+        match = self._match(flight, undo)
         if match is None:
             return
         if match.split:
@@ -340,6 +336,33 @@ class Bridge:
         self._suspect = 0
         if match.correction is not None:
             self._feed(match.correction)
+
+    def _match(self, flight: _Flight, undo: TextOp) -> _Candidate | None:
+        """The candidate the buffered changes reproduce, if any, after one more (``undo``
+        reverts it); candidates that can no longer be reproduced are dropped.
+
+        Neovim reports each TextEdit it applies as one change: an echo longer than that is
+        ruled out where the edit was applied over typing, and the last resort otherwise.
+        VS Code reports an edit as the smallest changes that make it, last first, in one
+        notification (``<a15>`` replaced by ``<p19>`` comes as ``5`` -> ``9`` and ``a`` ->
+        ``p``), so its echo has no such bound: with one, the first change was taken for typing
+        under the edit, and ``<p199>`` reached the room (found by tests/editor_fuzz.py)."""
+        shadow = self._shadow
+        count, limit = len(flight.changes), len(flight.ranges)
+        bounded = not self.late_applies
+        match: _Candidate | None = None
+        alive = []
+        for candidate in flight.candidates:
+            candidate.pending = undo.compose(candidate.pending)
+            if _reproduces(candidate.pending, shadow):
+                if match is None or (
+                    bounded and count - match.split > limit >= count - candidate.split
+                ):
+                    match = candidate
+            elif not bounded or not candidate.split or count - candidate.split < limit:
+                alive.append(candidate)
+        flight.candidates = alive
+        return match
 
     def _add_split(self, flight: _Flight) -> bool:
         """Candidates for an editor that applies the edit in flight now, on top of the changes
@@ -494,7 +517,7 @@ class Bridge:
         if sent.is_noop:
             return None
         shadow = self._shadow
-        wire = self._wire_edits(sent)
+        wire, restyle = self._wire_edits(sent)
         edits = tuple(
             TextEdit(
                 Range(
@@ -506,14 +529,16 @@ class Bridge:
             for edit in wire
         )
         base = len(shadow)
-        candidates = [_Candidate(TextOp.from_edits(base, wire), None, wire)]
+        wire_op = TextOp.from_edits(base, wire)
+        candidates = [_Candidate(wire_op, restyle, wire)]
         for eol in ("\n", "\r\n"):
             variant = [Edit(edit.start, edit.end, _EOL.sub(eol, edit.text)) for edit in wire]
             if variant != wire:
+                rewrite = _rewrite(wire_op.target_length, wire, variant)
                 candidates.append(
                     _Candidate(
                         TextOp.from_edits(base, variant),
-                        _rewrite(sent.target_length, wire, variant),
+                        rewrite if restyle is None else restyle.compose(rewrite),
                         variant,
                     )
                 )
@@ -558,9 +583,11 @@ class Bridge:
         send = _narrow(queued.compose(TextOp((size, kept))), self._shadow)
         return send, TextOp((size, -len(kept)))
 
-    def _wire_edits(self, op: TextOp) -> list[Edit]:
+    def _wire_edits(self, op: TextOp) -> tuple[list[Edit], TextOp | None]:
         """``op`` as LSP-addressable edits: no boundary between the ``\\r`` and ``\\n`` of a
-        CRLF (such a boundary is widened to the whole line break)."""
+        CRLF (such a boundary is widened to the whole line break), and none past the final
+        line break (:meth:`_before_final_newline`). With the rewrite from ``op``'s text to the
+        edits' where they differ (that line break restyled), else None."""
         shadow = self._shadow
         size = len(shadow)
 
@@ -578,41 +605,63 @@ class Bridge:
                 previous = result.pop()
                 start, text = previous.start, previous.text + text
             result.append(Edit(start, end, text))
-        if result:
-            result[-1] = self._before_final_newline(
-                result[-1], result[-2] if len(result) > 1 else None
-            )
-        return result
+        if not result:
+            return result, None
+        unmoved = result[-1]
+        result[-1], restyled = self._before_final_newline(
+            unmoved, result[-2] if len(result) > 1 else None
+        )
+        if not restyled:
+            return result, None
+        # The last edit ends the text, so its inserted text does too: only the final line break
+        # differs, the shadow's now.
+        size, was = op.target_length, _EOL_END.search(unmoved.text)
+        assert was is not None
+        fix = Edit(size - len(was.group()), size, self._kept_newline())
+        return result, TextOp.from_edits(size, [fix])
 
-    def _before_final_newline(self, edit: Edit, previous: Edit | None) -> Edit:
+    def _before_final_newline(self, edit: Edit, previous: Edit | None) -> tuple[Edit, bool]:
         """``edit`` moved before the shadow's final line break where it reaches past it, the
         result the same. A position after the final line break is a line Neovim does not have
         (its ``eol`` keeps the line break outside its lines): an edit there makes it append
         lines (``"c"`` at (2,0) of ``"a\\nb\\n"`` gives ``"a\\nb\\nc\\n"``; 0.10 and 0.12
         differ for ``"c\\n"``), while one that ends at the last line's end is applied as sent
         by every editor: ``"c\\n"`` at (2,0) is sent as ``"\\nc"`` at (1,1), and deleting
-        ``"c\\n"`` after ``"b\\n"`` as deleting ``"\\nc"``."""
+        ``"c\\n"`` after ``"b\\n"`` as deleting ``"\\nc"``.
+
+        For an editor that keeps its final line break (:attr:`final_newline`), an inserted
+        text that ends with another line break than the shadow's (a teammate's ``"c\\n"`` in a
+        CRLF file) is moved with that line break restyled to the shadow's (``"\\r\\nc"``
+        before the final ``"\\r\\n"``), and then says so (the second value): otherwise it
+        would go out past the last line, where Neovim 0.10 appends a line of its own and the
+        bridge took the echo for typing, forever (found by tests/editor_fuzz.py). Neovim
+        rewrites every line break it is sent to its fileformat's anyway."""
         shadow = self._shadow
         size = len(shadow)
         kept = self._kept_newline()
         k = len(kept)
         if not kept or edit.end != size:
-            return edit
+            return edit, False
         start, text = edit.start, edit.text
+        tail = _EOL_END.search(text)
+        if self.final_newline and tail is not None and tail.group() != kept:
+            text = text[: tail.start()] + kept
         if text.endswith(kept) and start < size:  # it replaces the line break by itself
-            moved = Edit(start, size - k, text[:-k]) if start <= size - k else edit
+            if start > size - k:
+                return edit, False
+            moved = Edit(start, size - k, text[:-k])
         elif text.endswith(kept):  # an insert after the line break
             moved = Edit(size - k, size - k, kept + text[:-k])
         elif not text and start >= k and shadow.slice(start - k, start) == kept:
             moved = Edit(start - k, size - k, "")  # a deletion of whole last lines
         else:
-            return edit
+            return edit, False
         if (previous is not None and previous.end > moved.start) or moved.text.endswith("\r"):
-            return edit  # it would overlap, or put a "\r" before the kept "\n"
+            return edit, False  # it would overlap, or put a "\r" before the kept "\n"
         for offset in (moved.start, moved.end):
             if 0 < offset < size and shadow.slice(offset - 1, offset + 1) == "\r\n":
-                return edit  # LSP cannot address a position inside a CRLF
-        return moved
+                return edit, False  # LSP cannot address a position inside a CRLF
+        return moved, text != edit.text
 
     def edit_result(self, edit_id: int, applied: bool) -> None:
         """The answer to :meth:`next_apply_edit`'s edit ``edit_id``.
@@ -702,11 +751,15 @@ class Bridge:
 
 def _reinserts(flight: _Flight) -> bool:
     """Whether the changes buffered during ``flight`` insert all the text its edit inserts
-    (each inserted piece found among theirs): an echo in disguise rather than typing."""
-    sent = [edit.text for edit in flight.sent.edits() if edit.text]
+    (each inserted piece found among theirs): an echo in disguise rather than typing. Line
+    breaks are compared whatever their style: editors rewrite them as they apply an edit
+    (``"c\\n"`` echoed as ``"c\\r\\n"`` in a CRLF file), and an echo missed for that ran on
+    without bound."""
+    sent = [_EOL.sub("\n", edit.text) for edit in flight.sent.edits() if edit.text]
     if not sent or not flight.changes:
         return False
     typed = "".join(part for op in flight.changes for part in op.parts if isinstance(part, str))
+    typed = _EOL.sub("\n", typed)
     return all(piece in typed for piece in sent)
 
 
