@@ -17,7 +17,7 @@ and how much of a team's prompts vLLM's prefix cache can serve. Three sections, 
    Backends: the embedded model (llama.cpp via xllamacpp serving SmolLM2-135M on the CPU,
    started by the bench exactly as the hub starts it and handed to the hub as its backend, so
    the direct client can reach it too) and a replay server that answers at once
-   (``tests.replay.FakeBackend``), which leaves only the gateway's own cost.
+   (``tests.support.replay.FakeBackend``), which leaves only the gateway's own cost.
 2. *Cancellation.* A request streams from a replay backend that never finishes; once its first
    partial reached the client, the client cancels (``$/cancelRequest`` to ``huddle lsp``, or
    cancelling the ``HubClient`` request) and the latency runs until the backend sees the HTTP
@@ -223,7 +223,7 @@ class Hold:
         self.closed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def __call__(self, request: Any, conn: Any) -> None:
-        from tests.replay import vllm_chunk
+        from tests.support.replay import vllm_chunk
 
         await conn.start()
         await conn.event(vllm_chunk("slow"))
@@ -233,7 +233,7 @@ class Hold:
 
 def _editor_class() -> type[Any]:
     # Imported here so that ``python -m benchmarks`` loads without the test dependencies.
-    from tests.lsp_editor import Editor
+    from tests.support.lsp_editor import Editor
 
     class TimedEditor(Editor):
         """``Editor`` that timestamps the first ``huddle/inlineCompletionPartial`` it reads
@@ -526,7 +526,7 @@ async def hub_metrics(hub_url: str) -> dict[str, float]:
 async def running_rig(
     name: str, config: LlmConfig, workdir: Path, recorded: Callable[[], dict[str, Any] | None]
 ) -> AsyncIterator[Rig]:
-    from tests.peers import token
+    from tests.support.peers import token
 
     data_dir = workdir / f"hub-{name}"
     async with running_hub(data_dir, _hub_env(config), ()) as (url, hub):
@@ -1049,7 +1049,7 @@ class AiRun:
 
 
 async def run_all(options: AiOptions, log: Callable[[str], None]) -> AiRun:
-    from tests.replay import FakeBackend, streaming
+    from tests.support.replay import FakeBackend, streaming
 
     with tempfile.TemporaryDirectory(prefix="huddle-ai-") as tmp:
         workdir = Path(tmp)

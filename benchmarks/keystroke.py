@@ -1,9 +1,10 @@
 """Keystroke to peer: two ``huddle lsp`` processes and a ``huddle serve`` hub on loopback.
 
-Editor A and editor B (scripted LSP clients, ``tests/lsp_editor.py``, both behaving like VS Code)
-open the same file in one room, each through its own ``huddle lsp`` subprocess; the hub runs as
-a subprocess too. A types one character at a time at a steady rate into the middle of the file;
-B answers every ``workspace/applyEdit`` as an editor does (and echoes it as ``didChange``).
+Editor A and editor B (scripted LSP clients, ``tests/support/lsp_editor.py``, both behaving like
+VS Code) open the same file in one room, each through its own ``huddle lsp`` subprocess; the hub
+runs as a subprocess too. A types one character at a time at a steady rate into the middle of
+the file; B answers every ``workspace/applyEdit`` as an editor does (and echoes it as
+``didChange``).
 
 - *latency*: from the moment A's ``didChange`` is written to A's server's stdin until B's client
   reads the ``workspace/applyEdit`` that carries that character. The characters B receives are
@@ -117,7 +118,7 @@ def _editor_class() -> type[Any]:
 
     from huddle.collab.positions import LineIndex
     from huddle.collab.positions import Position as CPosition
-    from tests.lsp_editor import Editor
+    from tests.support.lsp_editor import Editor
 
     class BenchEditor(Editor):
         """``Editor`` with an incremental line index per buffer: the stock one rebuilds it
@@ -415,7 +416,7 @@ async def run_case(
     workdir: Path,
     profile_dir: Path | None,
 ) -> CaseResult:
-    from tests.peers import token
+    from tests.support.peers import token
 
     editor_class = _editor_class()
     text = sample_text(size)

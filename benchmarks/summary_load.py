@@ -36,11 +36,10 @@ from benchmarks.common import (
 from huddle.collab import schema
 from huddle.llm import LlmConfig
 from huddle.lsp.hub_client import HubClient
-from huddle.protocol import HubMethod, HubNotification
+from huddle.protocol import HubMethod, HubNotification, RpcError
 from huddle.server.auth import Role, TokenSigner
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
-from huddle.server.rpc import RpcError
 
 ROOM = "bench/summary-load"
 RATIO_TARGET = 1.2

@@ -3,7 +3,7 @@
 Two parts:
 
 - *sequential* (``automerge-paper``, ``rustcode``): editor A, a scripted LSP client
-  (``tests/lsp_editor.py``, VS Code behaviour) types the whole trace through its own
+  (``tests/support/lsp_editor.py``, VS Code behaviour) types the whole trace through its own
   ``huddle lsp`` subprocess; editors B and C follow through their own ``huddle lsp``
   subprocesses, answering and echoing every ``workspace/applyEdit`` as an editor does; the hub is
   a ``huddle serve`` subprocess. Consecutive trace edits are batched into one ``didChange``
@@ -428,7 +428,7 @@ async def replay_sequential(
     )
     from benchmarks.keystroke import status_of, wait_for
     from huddle.lsp.hub_client import HubClient, Status
-    from tests.peers import token
+    from tests.support.peers import token
 
     editor_class = _trace_editor_class()
     room = f"bench/traces-{name}"

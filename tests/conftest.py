@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
-from huddle.server.config import HubConfig, Limits
+from huddle.server.config import Limits
 from huddle.server.hub import Hub
-from tests.replay import FakeBackend, streaming
+from tests.support.hubs import local_hub
+from tests.support.replay import FakeBackend, streaming
 
 AI_MODEL = "Qwen/Qwen2.5-Coder-1.5B"  # what the fake backend claims to serve
 
@@ -25,7 +26,7 @@ def limits() -> Limits:
 
 @pytest.fixture
 async def hub(data_dir: Path, limits: Limits) -> AsyncIterator[Hub]:
-    async with Hub(HubConfig(port=0, data_dir=data_dir, limits=limits)) as running:
+    async with local_hub(data_dir, limits=limits) as running:
         yield running
 
 
@@ -41,5 +42,5 @@ async def ai_hub(data_dir: Path, backend: FakeBackend) -> AsyncIterator[Hub]:
         backends=[BackendConfig(url=backend.url, model=AI_MODEL)],
         timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
     )
-    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+    async with local_hub(data_dir, llm=llm) as running:
         yield running

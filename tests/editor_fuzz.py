@@ -9,7 +9,7 @@ In the room, all at the same time:
   plugin (editor-clients/neovim, which sends exact changes), driven over msgpack-RPC
   (tests/nvim_plugin; tests/nvim/editor_fuzz.lua);
 - VS Code 1.100.3 in code-server with the extension, joined from an invite link, edited with
-  the keyboard in the real workbench (tests/workbench_harness.py);
+  the keyboard in the real workbench (tests/support/workbench_harness.py);
 - a stock Node Yjs client (tests/node/editor_fuzz_peer.mjs).
 
 Edits lean toward the ends of the file: appends after the final newline, adding and removing
@@ -63,12 +63,12 @@ from typing import Any
 
 from huddle.collab.schema import file_texts
 from huddle.protocol import room_url
-from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.emacs.daemon import Emacs, _lisp_string, elisp
 from tests.nvim_plugin.editor import Editor as NvimEditor
-from tests.peers import NODE_LINE_LIMIT, ROOT, eventually, token
-from tests.workbench_harness import CodeServer, Page, build_vsix, require_installed
+from tests.support.hubs import local_hub
+from tests.support.peers import NODE_LINE_LIMIT, ROOT, eventually, token
+from tests.support.workbench_harness import CodeServer, Page, build_vsix, require_installed
 
 ROOM = "team/editor-fuzz"
 FILE = "fuzz.txt"
@@ -962,7 +962,7 @@ class Fuzz:
 
 async def run_with_hub(config: Config, tmp: Path) -> dict[str, Any]:
     data_dir = tmp / "hub"
-    async with Hub(HubConfig(port=0, data_dir=data_dir)) as hub:
+    async with local_hub(data_dir) as hub:
         return await Fuzz(hub, data_dir, tmp, config).run()
 
 

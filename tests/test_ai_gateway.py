@@ -3,7 +3,7 @@ prompt is built from the room's copy, which holds the asker's last keystrokes; s
 partials come before the answer; the newest request wins and closes the older upstream;
 read-only members may ask; backend failures are clear errors for that request only.
 
-The backend is ``tests.replay.FakeBackend``, replaying vLLM-shaped streams on 127.0.0.1 and
+The backend is ``tests.support.replay.FakeBackend``, replaying vLLM-shaped streams on 127.0.0.1 and
 observing what the hub sends and when it hangs up."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from huddle.collab import schema
 from huddle.lsp.hub_client import HubClient
+from huddle.protocol import RpcError
 from huddle.server.ai import FairLimiter
 from huddle.server.hub import Hub
-from huddle.server.rpc import RpcError
-from tests.peers import HubProcess, eventually, token
-from tests.replay import Conn, Endless, FakeBackend, Received, streaming, vllm_chunk
+from tests.support.peers import HubProcess, eventually, token
+from tests.support.replay import Conn, Endless, FakeBackend, Received, streaming, vllm_chunk
 
 ROOM = "team/ai"
 

@@ -32,13 +32,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from huddle.collab import schema, updates, wire
 from huddle.lsp.hub_client import HubClient
 from huddle.protocol import room_url
-from huddle.server.config import HubConfig, Limits
+from huddle.server.config import Limits
 from huddle.server.hub import Hub
 from huddle.server.room import Room
 from huddle.server.store import Database, Pending
 from tests.conftest import AI_MODEL
-from tests.peers import HubProcess, close_of, eventually, token
-from tests.replay import FakeBackend
+from tests.support.hubs import local_hub
+from tests.support.peers import HubProcess, close_of, eventually, token
+from tests.support.replay import FakeBackend
 
 ROOM = "attack/docs"
 LIMIT = Limits().max_nesting_depth
@@ -470,7 +471,7 @@ async def test_a_readers_no_op_updates_cost_no_pass_over_the_document(tmp_path: 
     data_dir = tmp_path / "hub"
     limits = Limits(message_burst=10_000, reader_update_burst=10_000)
     async with (
-        Hub(HubConfig(port=0, data_dir=data_dir, limits=limits)) as hub,
+        local_hub(data_dir, limits=limits) as hub,
         _reader_of_a_fragmented_doc(hub, data_dir) as (room, ws, reader_doc, reply),
     ):
         deletes = updates.decode(reply, max_depth=LIMIT).deletes

@@ -16,10 +16,11 @@ from websockets.exceptions import ConnectionClosed
 from huddle.collab import wire
 from huddle.collab.schema import files
 from huddle.lsp.hub_client import HubClient
-from huddle.server.config import HubConfig, Limits
+from huddle.server.config import Limits
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor
-from tests.peers import NodeClient, eventually, token
+from tests.support.hubs import local_hub
+from tests.support.lsp_editor import Editor
+from tests.support.peers import NodeClient, eventually, token
 
 ROOM = "attack/presence"
 
@@ -145,7 +146,7 @@ def _limited(data_dir: Path) -> Hub:
         max_awareness_connection_bytes=CONNECTION_BYTES,
         max_awareness_room_bytes=ROOM_BYTES,
     )
-    return Hub(HubConfig(port=0, data_dir=data_dir, limits=limits))
+    return local_hub(data_dir, limits=limits)
 
 
 def _padded(size: int) -> bytes:

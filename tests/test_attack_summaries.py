@@ -23,14 +23,13 @@ from websockets.asyncio.client import connect
 from huddle.collab import schema, wire
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
 from huddle.lsp.hub_client import HubClient
-from huddle.protocol import room_url
-from huddle.server.config import HubConfig
+from huddle.protocol import RpcError, room_url
 from huddle.server.history import _page, live_rebuilds
 from huddle.server.hub import Hub
-from huddle.server.rpc import RpcError
 from huddle.server.store import Database, Pending
-from tests.peers import eventually, token
-from tests.replay import Conn, FakeBackend, Received, streaming
+from tests.support.hubs import local_hub
+from tests.support.peers import eventually, token
+from tests.support.replay import Conn, FakeBackend, Received, streaming
 
 ROOM = "attack/summaries"
 LINE = "value = compute(alpha, beta, gamma)  # one line of a big room typed in small updates\n"
@@ -161,7 +160,7 @@ async def test_concurrent_session_summaries_of_a_big_room_are_bounded_and_admitt
     async with FakeBackend(held) as backend:
         llm = llm_config(backend, summary_max_calls=6)
         async with (
-            Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as hub,
+            local_hub(data_dir, llm=llm) as hub,
             reader(hub, data_dir, "rex") as rex,
             reader(hub, data_dir, "ida") as ida,
         ):
@@ -218,7 +217,7 @@ async def test_the_hub_answers_while_it_rebuilds_history_and_a_cancelled_summary
     async with FakeBackend(streaming("- a part")) as backend:
         llm = llm_config(backend, summary_max_calls=3)
         async with (
-            Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as hub,
+            local_hub(data_dir, llm=llm) as hub,
             reader(hub, data_dir, "rex") as rex,
         ):
             assert live_rebuilds() == 0
@@ -272,7 +271,7 @@ async def test_too_much_history_is_cut_to_its_most_recent_part_or_refused(
     async with FakeBackend(streaming("- a part")) as backend:
         llm = llm_config(backend, summary_max_history_updates=500)
         async with (
-            Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as hub,
+            local_hub(data_dir, llm=llm) as hub,
             reader(hub, data_dir, "rex") as rex,
         ):
             with pytest.raises(RpcError) as refused:
@@ -283,7 +282,7 @@ async def test_too_much_history_is_cut_to_its_most_recent_part_or_refused(
 
         llm = llm_config(backend, summary_max_history_updates=1000)
         async with (
-            Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as hub,
+            local_hub(data_dir, llm=llm) as hub,
             reader(hub, data_dir, "rex") as rex,
         ):
             result = await rex.request("summarize", SESSION)

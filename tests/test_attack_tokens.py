@@ -22,11 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from huddle.collab import wire
 from huddle.collab.schema import files
 from huddle.lsp.hub_client import HubClient
-from huddle.protocol import room_url
+from huddle.protocol import RpcError, room_url
 from huddle.server.auth import KEY_FILE
 from huddle.server.hub import Hub
-from huddle.server.rpc import RpcError
-from tests.peers import close_of, eventually, token
+from tests.support.peers import close_of, eventually, token
 
 ROOM = "acme/app"
 DAY = 86400.0

@@ -14,12 +14,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from huddle.collab import wire
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient, Status
-from huddle.protocol import room_url
+from huddle.protocol import RpcError, room_url
 from huddle.server.auth import KEY_FILE
 from huddle.server.hub import Hub
-from huddle.server.rpc import RpcError
 from huddle.server.store import Database
-from tests.peers import HubProcess, NodeClient, close_of, eventually, token
+from tests.support.peers import HubProcess, NodeClient, close_of, eventually, token
 
 ROOM = "acme/app"
 

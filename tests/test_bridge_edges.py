@@ -29,7 +29,7 @@ from pycrdt import Doc, Text
 from huddle.collab.bridge import Bridge, TextChange
 from huddle.collab.positions import LineIndex, PositionEncoding, Range
 from huddle.server.hub import Hub
-from tests.peers import NodeClient, token
+from tests.support.peers import NodeClient, token
 from tests.test_neovim_e2e import FILE, ROOM, START_TIMEOUT, Nvim, Scene, neovim_installed
 
 __all__ = ["neovim_installed"]  # the fixture, shared

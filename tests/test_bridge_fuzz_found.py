@@ -30,7 +30,7 @@ import pytest
 from huddle.collab.schema import file_texts
 from huddle.server.hub import Hub
 from tests.nvim_plugin.editor import Editor as NvimEditor
-from tests.peers import NodeClient, eventually, token
+from tests.support.peers import NodeClient, eventually, token
 from tests.test_bridge_edges import neovim_text
 from tests.test_neovim_ambiguity import answered_edits
 from tests.test_neovim_e2e import FILE, ROOM, STALE, START_TIMEOUT, Scene, neovim_installed

@@ -12,7 +12,7 @@ from pycrdt import Doc, Text
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient, Status
 from huddle.server.store import Database
-from tests.peers import HubProcess, NodeClient, eventually, free_port, token
+from tests.support.peers import HubProcess, NodeClient, eventually, free_port, token
 
 ROOM = "durable/room"
 TOKEN = re.compile(r"<w\d+>")

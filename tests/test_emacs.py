@@ -18,7 +18,7 @@ import pytest
 from huddle.collab.schema import file_texts
 from huddle.server.hub import Hub
 from tests.emacs.daemon import Emacs, elisp
-from tests.peers import NodeClient, eventually, token
+from tests.support.peers import NodeClient, eventually, token
 
 ROOM = "team/emacs"
 FILE = "main.py"

@@ -12,11 +12,11 @@ import pytest
 
 from huddle.collab.schema import file_texts
 from huddle.lsp.hub_client import HubClient
-from tests.lsp_editor import Editor
-from tests.peers import HubProcess, eventually, free_port, token
-from tests.proxy import Faults, FaultyProxy
-from tests.replay import Conn, FakeBackend, Received, streaming, vllm_chunk
-from tests.soak import FAILED_COMPLETION, Soak, SoakConfig
+from tests.support.lsp_editor import Editor
+from tests.support.peers import HubProcess, eventually, free_port, token
+from tests.support.proxy import Faults, FaultyProxy
+from tests.support.replay import Conn, FakeBackend, Received, streaming, vllm_chunk
+from tests.support.soak import FAILED_COMPLETION, Soak, SoakConfig
 
 # What a completion may answer while the hub or the network is down: a clear error.
 CLEAN_FAILURES = ("Huddle AI:", "the cursor does not resolve")

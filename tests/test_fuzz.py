@@ -17,7 +17,7 @@ from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
 from huddle.server.config import Limits
 from huddle.server.hub import Hub
-from tests.peers import NodeClient, eventually, token
+from tests.support.peers import NodeClient, eventually, token
 
 ROOM = "fuzz/room"
 FRAMES = 1200

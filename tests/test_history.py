@@ -21,7 +21,7 @@ from huddle.server.errors import StoreError
 from huddle.server.history import FileChange, HistoryGap, file_changes, texts_at
 from huddle.server.hub import Hub
 from huddle.server.store import DB_FILE, Database, Pending
-from tests.peers import eventually, token
+from tests.support.peers import eventually, token
 
 ROOM = "history/room"
 Point = tuple[float, dict[str, str]]  # time.time() and what the hub served then

@@ -16,7 +16,7 @@ from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
-from tests.peers import eventually, token
+from tests.support.peers import eventually, token
 
 ROOM = "obs/room"
 

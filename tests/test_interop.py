@@ -11,7 +11,7 @@ from pycrdt import Text
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
 from huddle.server.hub import Hub
-from tests.peers import NodeClient, eventually, token
+from tests.support.peers import NodeClient, eventually, token
 
 ROOM = "team/interop"
 MARKER = re.compile(r"«[^»]*»")

@@ -20,8 +20,8 @@ import pytest
 
 from huddle.collab.schema import file_texts
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor
-from tests.peers import NodeClient, eventually, token
+from tests.support.lsp_editor import Editor
+from tests.support.peers import NodeClient, eventually, token
 
 ROOM = "team/late"
 FILE = "main.py"

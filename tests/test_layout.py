@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.peers import ROOT
+from tests.support.peers import ROOT
 
 PACKAGE = ROOT / "huddle"
 MAX_LINES = 60

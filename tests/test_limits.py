@@ -13,9 +13,10 @@ from websockets.asyncio.client import connect
 from huddle.collab import wire
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
-from huddle.server.config import HubConfig, Limits
+from huddle.server.config import Limits
 from huddle.server.hub import Hub
-from tests.peers import close_of, eventually, token
+from tests.support.hubs import local_hub
+from tests.support.peers import close_of, eventually, token
 
 ROOM = "lim/room"
 
@@ -27,7 +28,7 @@ def _update(content: str) -> bytes:
 
 
 async def _hub(data_dir: Path, **limits: object) -> Hub:
-    return Hub(HubConfig(port=0, data_dir=data_dir, limits=Limits(**limits)))  # type: ignore[arg-type]
+    return local_hub(data_dir, limits=Limits(**limits))  # type: ignore[arg-type]
 
 
 async def test_oversized_message_is_refused(data_dir: Path) -> None:

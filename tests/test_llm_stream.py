@@ -31,7 +31,7 @@ from huddle.llm import (
     room_cache_salt,
 )
 from huddle.llm.sse import SseDecoder, SseEvent, SseTooLarge
-from tests.replay import (
+from tests.support.replay import (
     Conn,
     FakeBackend,
     Handler,

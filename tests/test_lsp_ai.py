@@ -14,9 +14,9 @@ from lsprotocol import types as lsp
 
 from huddle.collab.schema import file_texts
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor
-from tests.peers import eventually, token
-from tests.replay import Conn, Endless, FakeBackend, Received, streaming
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually, token
+from tests.support.replay import Conn, Endless, FakeBackend, Received, streaming
 
 ROOM = "team/ai"
 
@@ -132,7 +132,7 @@ async def test_a_cancelled_request_still_streaming_is_adopted_by_the_next_keystr
     release = asyncio.Event()
 
     async def slow(req: Received, conn: Conn) -> None:
-        from tests.replay import vllm_chunk
+        from tests.support.replay import vllm_chunk
 
         await conn.start()
         await conn.event(vllm_chunk("price"))

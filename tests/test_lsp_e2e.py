@@ -14,9 +14,9 @@ from huddle.collab.schema import file_texts
 from huddle.protocol import Command
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor
-from tests.peers import eventually, free_port, token
-from tests.soak import capture_stderr
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually, free_port, token
+from tests.support.soak import capture_stderr
 
 ROOM = "team/e2e"
 

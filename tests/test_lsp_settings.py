@@ -12,8 +12,8 @@ from huddle.lsp.ignore import ShareRules
 from huddle.lsp.session import solo_dir
 from huddle.lsp.settings import resolve
 from huddle.server.store import Database
-from tests.lsp_editor import Editor
-from tests.peers import eventually
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually
 
 
 def test_first_match_wins_field_by_field(tmp_path: Path) -> None:

@@ -24,9 +24,9 @@ import pytest
 from huddle.collab.schema import file_texts
 from huddle.lsp.documents import MAX_EXACT
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor as LspEditor
 from tests.nvim_plugin.editor import Editor as PluginEditor
-from tests.peers import NodeClient, eventually, token
+from tests.support.lsp_editor import Editor as LspEditor
+from tests.support.peers import NodeClient, eventually, token
 from tests.test_neovim_e2e import FILE, ROOM, STALE, START_TIMEOUT, Nvim, Scene, neovim_installed
 
 __all__ = ["neovim_installed"]  # the fixture, shared

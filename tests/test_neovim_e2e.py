@@ -46,8 +46,8 @@ from pycrdt import Text
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor
-from tests.peers import eventually, token
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually, token
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "neovim.sh"
@@ -250,7 +250,7 @@ class Scene:
         return editor
 
     def seeder(self, style: str = "vscode") -> Editor:
-        """A scripted LSP editor (tests/lsp_editor.py) that puts the file into the room."""
+        """A scripted LSP editor (tests/support/lsp_editor.py) that puts the file into the room."""
         root = self.tmp_path / "seeder"
         root.mkdir()
         return Editor(root, style=style, init_options=self.options("ann"))

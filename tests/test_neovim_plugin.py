@@ -32,10 +32,10 @@ import pytest
 
 from huddle.collab.schema import file_texts
 from huddle.llm import LlmConfig
-from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.nvim_plugin.editor import MODEL_TIMEOUT, ROOT, Editor
-from tests.peers import token
+from tests.support.hubs import local_hub
+from tests.support.peers import token
 
 SCRIPT = ROOT / "scripts" / "neovim.sh"
 VERSIONS = ["0.10", "0.12"]
@@ -59,7 +59,7 @@ def neovim_installed() -> None:
 async def model_hub(data_dir: Path) -> AsyncIterator[Hub]:
     """The hub with its default AI (the embedded model), summaries kept short."""
     llm = LlmConfig(summary_max_tokens=24)
-    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+    async with local_hub(data_dir, llm=llm) as running:
         yield running
 
 

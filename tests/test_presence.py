@@ -19,7 +19,7 @@ from huddle.lsp.documents import Buffer
 from huddle.lsp.ignore import ShareRules
 from huddle.lsp.presence import Presence
 from huddle.protocol import EditorNotification, LspPosition, PeersParams
-from tests.peers import eventually
+from tests.support.peers import eventually
 
 TEXT = "é😀 = 1\nxyz\n"
 

@@ -19,13 +19,13 @@ from huddle.collab.privacy import PathRules, normalise
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
 from huddle.lsp.hub_client import HubClient
 from huddle.lsp.ignore import ShareRules
-from huddle.server.config import HubConfig
+from huddle.protocol import RpcError
 from huddle.server.hub import Hub
-from huddle.server.rpc import RpcError
 from tests.conftest import AI_MODEL
-from tests.lsp_editor import Editor
-from tests.peers import eventually, token
-from tests.replay import FakeBackend, streaming
+from tests.support.hubs import local_hub
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually, token
+from tests.support.replay import FakeBackend, streaming
 
 ROOM = "privacy/room"
 REINCLUDE = "!.env\n!id_*\n!*.pem\n"
@@ -47,7 +47,7 @@ async def audited_hub(data_dir: Path, backend: FakeBackend) -> AsyncIterator[Hub
         timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
         audit_content=True,
     )
-    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+    async with local_hub(data_dir, llm=llm) as running:
         yield running
 
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from huddle import protocol
-from tests.peers import ROOT
+from tests.support.peers import ROOT
 
 PROTOCOL_TS = ROOT / "editor-clients" / "vscode" / "src" / "core" / "protocol.ts"
 LUA = ROOT / "editor-clients" / "neovim" / "lua"

@@ -5,7 +5,8 @@ typed is lost or doubled, memory is flat and the logs are clean.
 Short by default (6 users: 4 editors and 2 Node clients, 3 files, 60 s, 2 edits a second each);
 HUDDLE_SOAK_MINUTES=10 runs the long form (20 users, 5 files, 1 edit a second each;
 HUDDLE_SOAK_USERS / HUDDLE_SOAK_FILES / HUDDLE_SOAK_EDITS_PER_S override), as does
-``python -m tests.soak --minutes 10``. Completions come from a replay backend (tests.replay)."""
+``python -m tests.support.soak --minutes 10``. Completions come from a replay backend
+(tests.support.replay)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.soak import Soak, SoakConfig
+from tests.support.soak import Soak, SoakConfig
 
 CONFIG = SoakConfig.from_env(users=6, files=3, seconds=60)
 

@@ -16,8 +16,9 @@ from huddle.server.config import HubConfig
 from huddle.server.datadir import DataDirBusy
 from huddle.server.hub import Hub
 from huddle.server.store import Database
-from tests.lsp_editor import Editor
-from tests.peers import eventually
+from tests.support.hubs import local_hub
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually
 
 
 def solo_env(data_home: Path) -> dict[str, str]:
@@ -150,7 +151,7 @@ async def test_the_data_dir_is_private_and_a_wide_one_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data_dir = tmp_path / "new" / "huddle"
-    async with Hub(HubConfig(port=0, data_dir=data_dir)) as hub:
+    async with local_hub(data_dir) as hub:
         hub.audit.record(room="r", user="ann", kind="summary", files=[])
     for path in (data_dir, data_dir.parent):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
@@ -163,7 +164,7 @@ async def test_the_data_dir_is_private_and_a_wide_one_is_reported(
     data_dir.chmod(0o755)
     (data_dir / "huddle.sqlite3").chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="huddle.datadir"):
-        async with Hub(HubConfig(port=0, data_dir=data_dir)):
+        async with local_hub(data_dir):
             pass
     warned = {r.args[0] for r in caplog.records if r.args}  # type: ignore[index]
     assert {data_dir, data_dir / "huddle.sqlite3"} <= warned

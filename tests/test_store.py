@@ -13,7 +13,8 @@ from huddle.lsp.hub_client import HubClient
 from huddle.server.config import HubConfig, StoreConfig
 from huddle.server.hub import Hub
 from huddle.server.store import Database
-from tests.peers import eventually, token
+from tests.support.hubs import local_hub
+from tests.support.peers import eventually, token
 
 ROOM = "store/room"
 
@@ -76,7 +77,7 @@ async def test_journal_records_author_and_time_and_survives_compaction(data_dir:
 
 async def test_rooms_come_back_after_restart(data_dir: Path) -> None:
     async with (
-        Hub(HubConfig(port=0, data_dir=data_dir)) as hub,
+        local_hub(data_dir) as hub,
         HubClient(hub.url, ROOM, token(data_dir, ROOM, "ann")) as client,
     ):
         await asyncio.wait_for(client.synced.wait(), 10)
@@ -86,7 +87,7 @@ async def test_rooms_come_back_after_restart(data_dir: Path) -> None:
         assert room is not None
         await eventually(lambda: "keep.md" in file_texts(room.doc), what="stored")
     async with (
-        Hub(HubConfig(port=0, data_dir=data_dir)) as hub,
+        local_hub(data_dir) as hub,
         HubClient(hub.url, ROOM, token(data_dir, ROOM, "ann")) as client,
     ):
         await asyncio.wait_for(client.synced.wait(), 10)

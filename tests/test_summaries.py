@@ -19,11 +19,11 @@ from huddle.collab import schema
 from huddle.collab.schema import file_texts
 from huddle.llm import BackendConfig, LlmConfig, LlmTimeouts
 from huddle.lsp.hub_client import HubClient
-from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
-from tests.lsp_editor import Editor
-from tests.peers import eventually, token
-from tests.replay import Endless, FakeBackend, streaming
+from tests.support.hubs import local_hub
+from tests.support.lsp_editor import Editor
+from tests.support.peers import eventually, token
+from tests.support.replay import Endless, FakeBackend, streaming
 
 ROOM = "team/summaries"
 
@@ -36,7 +36,7 @@ def options(hub: Hub, data_dir: Path, user: str) -> dict[str, str]:
 async def model_hub(data_dir: Path) -> AsyncIterator[Hub]:
     """The embedded model, answers kept short so the suite stays quick."""
     llm = LlmConfig(summary_max_tokens=24, audit_content=True)
-    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+    async with local_hub(data_dir, llm=llm) as running:
         yield running
 
 
@@ -47,7 +47,7 @@ async def replay_hub(data_dir: Path, backend: FakeBackend) -> AsyncIterator[Hub]
         timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
         audit_content=True,
     )
-    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+    async with local_hub(data_dir, llm=llm) as running:
         yield running
 
 
@@ -306,7 +306,7 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
 ) -> None:
     """llama.cpp has no priorities: the hub stops the summary while a completion runs in the
     room, then resumes it from what it had written."""
-    from tests.replay import Conn, Received, vllm_chunk
+    from tests.support.replay import Conn, Received, vllm_chunk
 
     summary_calls: list[str] = []
     first_closed = asyncio.Event()
@@ -333,7 +333,7 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
         backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
         timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
     )
-    hub = Hub(HubConfig(port=0, data_dir=data_dir, llm=llm))
+    hub = local_hub(data_dir, llm=llm)
     async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
         await cy.wait_status("connected")
         uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")

@@ -47,8 +47,9 @@ from huddle.protocol import room_url
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.nvim_plugin.editor import Editor as Neovim
-from tests.peers import ROOT, NodeClient, eventually, free_port, token
-from tests.workbench_harness import VSCODE, CodeServer, Page, build_vsix, require_installed
+from tests.support.hubs import local_hub
+from tests.support.peers import ROOT, NodeClient, eventually, free_port, token
+from tests.support.workbench_harness import VSCODE, CodeServer, Page, build_vsix, require_installed
 
 ROOM = "team/workbench"
 FILE = "app.py"
@@ -343,7 +344,7 @@ async def _follow(hub: Hub, page: Page, nina: NodeClient, long_py: str) -> None:
 async def model_hub(data_dir: Path) -> AsyncIterator[Hub]:
     """The hub with its default AI, the embedded model (started at the first request)."""
     llm = LlmConfig(summary_max_tokens=48)
-    async with Hub(HubConfig(port=0, data_dir=data_dir, llm=llm)) as running:
+    async with local_hub(data_dir, llm=llm) as running:
         yield running
 
 

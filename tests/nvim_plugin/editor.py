@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.nvim_plugin.rpc import Nvim, NvimError
-from tests.peers import eventually
+from tests.support.peers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PLUGIN = ROOT / "editor-clients" / "neovim"

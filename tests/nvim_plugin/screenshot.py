@@ -13,10 +13,9 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from huddle.server.config import HubConfig
-from huddle.server.hub import Hub
 from tests.nvim_plugin.editor import MODEL_TIMEOUT, PLUGIN, Editor
-from tests.peers import token
+from tests.support.hubs import local_hub
+from tests.support.peers import token
 
 ROOM = "acme/geometry"
 FILE = "geometry.py"
@@ -48,7 +47,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         data_dir = base / "hub"
-        async with Hub(HubConfig(port=0, data_dir=data_dir)) as hub:
+        async with local_hub(data_dir) as hub:
             amy = Editor("amy", "0.12", base)
             bob = Editor("bob", "0.12", base)
             for editor in (amy, bob):

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.peers import ROOT, eventually, free_port
+from tests.support.peers import ROOT, eventually, free_port
 
 WORKBENCH = ROOT / "tests" / "workbench"
 CODE_SERVER = WORKBENCH / "node_modules" / ".bin" / "code-server"

@@ -1,13 +1,13 @@
 """A soak: many simulated users (real ``huddle lsp`` processes driven by a scripted LSP client,
 and stock Node Yjs clients) typing into a few shared files through a real ``huddle serve``
 subprocess, asking for completions at a human rate. Completions come from a replay server
-shaped like vLLM (tests.replay), so the soak measures Huddle, not a model on a busy CPU.
+shaped like vLLM (tests.support.replay), so the soak measures Huddle, not a model on a busy CPU.
 
 Every typed piece is a unique token ``⟦<user><n><tail>⟧``; users insert only between tokens
 and delete only whole tokens of their own, so the end state is exactly known: the tokens
 typed minus those deleted, each once, in every replica.
 
-    python -m tests.soak --minutes 10 --users 20 --files 5   # the long form; prints a report
+    python -m tests.support.soak --minutes 10 --users 20 --files 5   # the long form: a report
 
 The tests (tests/test_soak.py, tests/test_faults.py) run a short form of the same thing.
 """
@@ -39,9 +39,9 @@ from pycrdt import Doc
 from huddle.collab.schema import file_texts
 from huddle.lsp.hub_client import HubClient
 from huddle.server.store import Database
-from tests.lsp_editor import Editor
-from tests.peers import HubProcess, NodeClient, eventually, free_port, token
-from tests.replay import FakeBackend, streaming
+from tests.support.lsp_editor import Editor
+from tests.support.peers import HubProcess, NodeClient, eventually, free_port, token
+from tests.support.replay import FakeBackend, streaming
 
 ROOM = "soak/room"
 TOKEN = re.compile(r"⟦([a-z]+)\d+[^⟧]*⟧")
@@ -637,7 +637,7 @@ async def soak_report(config: SoakConfig, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.support.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--files", type=int, default=5)

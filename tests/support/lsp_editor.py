@@ -34,7 +34,7 @@ from pytest_lsp.client import make_test_lsp_client
 
 from huddle.collab.positions import LineIndex, PositionEncoding
 from huddle.collab.positions import Position as CPosition
-from tests.peers import eventually
+from tests.support.peers import eventually
 
 
 @functools.cache

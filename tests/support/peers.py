@@ -17,7 +17,7 @@ from typing import Any
 
 from huddle.server.auth import Role, TokenSigner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NODE_CLIENT = ROOT / "tests" / "node" / "yclient.mjs"
 NODE_LINE_LIMIT = 64 * 1024 * 1024  # a reply holds whole files: far past asyncio's 64 KiB
 
