@@ -450,6 +450,9 @@ async def _summary(page: Page, *, command: str, progress: str, tab: str, expect:
         )
 
     await eventually(finished, timeout=MODEL_TIMEOUT, what=f"{command}: the finished summary")
+    # The document's last lines may be out of view: the command has ended when its progress
+    # notification has (the hub has then let go of the summary: one at a time per member).
+    await page.request("toastGone", text=progress, timeout=MODEL_TIMEOUT)
     log: list[dict[str, Any]] = (await page.request("recorded"))["log"]
     toasts = [t for entry in log for t in entry["toasts"] if progress in t["text"]]
     assert any(t["progress"] for t in toasts), f"{command}: no progress notification {toasts}"

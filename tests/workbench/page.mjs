@@ -226,6 +226,16 @@ const ops = {
     return {}
   },
   recorded: async () => ({ log: await page.evaluate(() => window.__huddleLog ?? []) }),
+  // Wait until no notification toast contains `text` (a command's progress has ended).
+  toastGone: async ({ text, timeout = 30000 }) => {
+    try {
+      await page.waitForFunction((t) => !Array.from(document.querySelectorAll('.notifications-toasts .notification-toast'))
+        .some((el) => el.innerText.includes(t)), text, { timeout, polling: 100 })
+    } catch {
+      throw new Error(`a notification with ${JSON.stringify(text)} is still shown`)
+    }
+    return {}
+  },
   screenshot: async ({ path }) => { await page.screenshot({ path, type: 'png' }); return {} },
   errors: async () => ({ errors: consoleErrors }),
   quit: async () => { await browser.close(); setTimeout(() => process.exit(0), 10); return {} },
