@@ -13,6 +13,7 @@ import pytest
 from lsprotocol import types as lsp
 
 from huddle.collab.schema import file_texts
+from huddle.protocol import Command
 from huddle.server.hub import Hub
 from tests.support.lsp_editor import Editor
 from tests.support.peers import eventually, token
@@ -39,6 +40,16 @@ async def opened(editor: Editor, hub: Hub, path: str, text: str) -> None:
         return room is not None and file_texts(room.doc).get(path) == text
 
     await eventually(shared, what=f"{path} in the room")
+
+    # The room has the file before this editor's buffer is bound to it (its copy comes back
+    # from the hub): a completion asked before then has no shared text to be read at.
+    async def bound() -> bool:
+        status = await editor.client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command=Command.STATUS)
+        )
+        return path in (status.get("shared") or [])
+
+    await eventually(bound, what=f"{path} shared by the editor")
 
 
 def partials(editor: Editor) -> list[Any]:
