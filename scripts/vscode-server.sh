@@ -82,25 +82,6 @@ seed_ripgrep_cache() {
     rm -rf "$stage"
 }
 
-apt_install() {
-    local missing=() p
-    for p in "${APT_PACKAGES[@]}"; do
-        dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    ((${#missing[@]})) || return 0
-    local sudo=()
-    [[ $(id -u) == 0 ]] || sudo=(sudo)
-    # Another apt (a developer's, a parallel set-up) may hold the lock: wait for it.
-    sudo+=(env DEBIAN_FRONTEND=noninteractive)
-    local wait=(-o DPkg::Lock::Timeout=900)
-    log "installing Debian packages: ${missing[*]}"
-    # A stale package index is the usual reason a package is not found: update once, then retry.
-    if ! "${sudo[@]}" apt-get "${wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-        "${sudo[@]}" apt-get "${wait[@]}" update -qq
-        "${sudo[@]}" apt-get "${wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
-}
-
 install() {
     apt_install
     if installed; then

@@ -55,6 +55,7 @@ import shutil
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -276,21 +277,23 @@ def choose(
 # -- the editors -------------------------------------------------------------------------------
 
 
-class Peer:
+class Peer(ABC):
     """One editor in the room: it reads its text and makes edits, and says what it counted."""
 
     name: str
     ledger: Ledger
     log_hint: str = ""
 
+    @abstractmethod
     async def text(self) -> str:
-        raise NotImplementedError
+        """The editor's text now."""
 
     def agrees(self, mine: str, hub: str) -> bool:
         return mine == hub
 
+    @abstractmethod
     async def step(self, rng: random.Random) -> None:
-        raise NotImplementedError
+        """Make one edit, chosen with ``rng``."""
 
     async def counters(self) -> dict[str, Any]:
         return {}
@@ -305,11 +308,13 @@ class CasPeer(Peer):
     sep = "\n"
     keep_final_break = False
 
+    @abstractmethod
     async def view(self) -> tuple[str, Any]:
-        raise NotImplementedError
+        """The text, and a token that names this state of it (a change counter, the text)."""
 
+    @abstractmethod
     async def apply(self, token: Any, text: str, edit: Edit) -> bool:
-        raise NotImplementedError
+        """Make ``edit`` if the text is still the one ``token`` names; whether it was made."""
 
     async def text(self) -> str:
         return (await self.view())[0]
