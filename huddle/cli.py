@@ -26,7 +26,8 @@ from huddle.server import logs
 from huddle.server.auth import DELEGATE, KEY_FILE, Role, TokenSigner, name_problem, rotate_key
 from huddle.server.datadir import read_owner
 from huddle.server.hub import ROOM_NAME, Hub
-from huddle.server.store import Database
+from huddle.server.postgres import PostgresDatabase
+from huddle.server.store import Database, SqlDatabase
 
 _TTL = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -71,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def data_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", type=Path, help="where rooms and the signing key live")
+        p.add_argument(
+            "--store",
+            metavar="postgresql://...",
+            help="a cluster's PostgreSQL: rooms and the signing key live there, and every hub "
+            "started with the same URL serves them (default: SQLite in the data directory)",
+        )
 
     serve = sub.add_parser("serve", help="run the hub")
     serve.add_argument("--host")
@@ -127,6 +134,8 @@ def _config(args: argparse.Namespace) -> HuddleConfig:
             hub[field] = value
     if getattr(args, "url", None):
         hub["public_url"] = args.url
+    if getattr(args, "store", None):
+        hub["store"]["url"] = args.store
     if getattr(args, "llm_url", None):
         hub["llm"]["backends"] = [{"url": u, "model": args.llm_model} for u in args.llm_url]
     top = base.model_dump()
@@ -180,8 +189,20 @@ def _lsp(config: HuddleConfig) -> int:
     return 0
 
 
+def _database(config: HuddleConfig) -> SqlDatabase:
+    url = config.hub.store.url
+    return Database.in_dir(config.hub.data_dir) if url is None else PostgresDatabase(url)
+
+
 def _invite(config: HuddleConfig, args: argparse.Namespace) -> int:
-    signer = TokenSigner.for_data_dir(config.hub.data_dir)
+    if config.hub.store.url is None:
+        signer = TokenSigner.for_data_dir(config.hub.data_dir)
+    else:
+        db = PostgresDatabase(config.hub.store.url)
+        try:
+            signer = TokenSigner(db.signing_key())
+        finally:
+            db.close()
     token = signer.issue(args.room, args.user, Role(args.role), args.ttl)
     print(f"token: {token}")
     print(f"join:  {room_url(_invite_url(config), args.room, token)}")
@@ -207,9 +228,21 @@ def _invite_url(config: HuddleConfig) -> str:
 
 
 def _rotate_keys(config: HuddleConfig) -> int:
+    seconds = config.hub.key_check_seconds
+    if config.hub.store.url is not None:
+        db = PostgresDatabase(config.hub.store.url)
+        try:
+            db.rotate_signing_key()
+        finally:
+            db.close()
+        print("new signing key written to the cluster's database")
+        print(
+            "every token issued before is revoked; every hub of the cluster closes the "
+            f"connections holding one within {seconds:g}s. Issue new invites with `huddle invite`."
+        )
+        return 0
     data_dir = config.hub.data_dir
     rotate_key(data_dir)
-    seconds = config.hub.key_check_seconds
     print(f"new signing key written to {data_dir / KEY_FILE}")
     print(
         "every token issued before is revoked; a running hub on this data directory closes "
@@ -219,12 +252,12 @@ def _rotate_keys(config: HuddleConfig) -> int:
 
 
 def _rooms(config: HuddleConfig) -> int:
-    db_path = config.hub.data_dir
-    db = Database.in_dir(db_path)
+    db = _database(config)
     try:
         infos = db.rooms()
         if not infos:
-            print(f"no rooms in {db_path}")
+            where = config.hub.store.url or config.hub.data_dir
+            print(f"no rooms in {where}")
             return 0
         print(f"{'room':30} {'files':>5} {'bytes':>10}  last edit")
         for info in infos:

@@ -171,6 +171,14 @@ class TokenSigner:
         self._key_id = self.derive("key-id")[:8].hex()
         return True
 
+    def use_key(self, key: bytes) -> bool:
+        """Take ``key`` (a cluster's, read from its database); True when it is another one."""
+        if hmac.compare_digest(key, self._key):
+            return False
+        self._key = key
+        self._key_id = self.derive("key-id")[:8].hex()
+        return True
+
     def derive(self, purpose: str) -> bytes:
         """A secret for another purpose (e.g. cache salts), independent of the signing key."""
         return hmac.new(self._key, b"huddle/derive/" + purpose.encode(), hashlib.sha256).digest()

@@ -93,6 +93,18 @@ class StoreConfig(_Strict):
         600.0, ge=0, description="fewest seconds between two history points (whole copies)"
     )
     max_batch: int = Field(512, ge=1, description="updates committed together at most")
+    url: str | None = Field(
+        None,
+        description="postgresql://... : rooms live in PostgreSQL, and every hub started with "
+        "the same URL serves them together (a cluster); unset: SQLite in the data directory",
+        pattern=r"^postgres(ql)?://",
+    )
+    outage_seconds: float = Field(
+        15.0,
+        ge=0,
+        description="how long commits wait for an unreachable database before their senders "
+        "are closed (4504)",
+    )
 
 
 class HubConfig(_Strict):

@@ -16,6 +16,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4508
     RATE_LIMITED = 4529
     SERVER_BUSY = 4503
+    STORE_UNAVAILABLE = 4504  # the database was unreachable for too long: nothing was relayed
 
     @property
     def permanent(self) -> bool:
@@ -41,3 +42,7 @@ class AuthError(ConnectionRejected):
 
 class StoreError(ServerError):
     """The persistent store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (a restart, a network cut): worth retrying."""

@@ -33,7 +33,7 @@ from pycrdt import Doc, Map, Subscription, Text
 
 from huddle.collab import schema
 from huddle.server.errors import ServerError
-from huddle.server.store import Database, JournalEntry, Store
+from huddle.server.store import JournalEntry, SqlDatabase, Store
 
 log = logging.getLogger("huddle.history")
 
@@ -181,7 +181,7 @@ async def changes_between(
 
 
 def _plan(
-    db: Database,
+    db: SqlDatabase,
     *,
     room: str,
     since: float,
@@ -213,7 +213,7 @@ def _plan(
     return _Plan(point.seq, found[1], until, last, True), point.state
 
 
-def _page(db: Database, *, room: str, after: int, plan: _Plan) -> list[JournalEntry]:
+def _page(db: SqlDatabase, *, room: str, after: int, plan: _Plan) -> list[JournalEntry]:
     return db.journal_page(
         room,
         after_seq=after,
@@ -224,7 +224,7 @@ def _page(db: Database, *, room: str, after: int, plan: _Plan) -> list[JournalEn
     )
 
 
-def _still_kept(db: Database, *, room: str, plan: _Plan) -> None:
+def _still_kept(db: SqlDatabase, *, room: str, plan: _Plan) -> None:
     """The rows were read page by page: fail rather than be wrong if the journal was trimmed
     (``history_days``) while they were."""
     if db.history_base(room, plan.since) is None:

@@ -9,6 +9,7 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from types import TracebackType
@@ -27,12 +28,14 @@ from huddle.server import datadir, rpc
 from huddle.server.ai import AiService
 from huddle.server.audit import AuditLog
 from huddle.server.auth import DELEGATE, MAX_USER_NAME, Grant, Role, TokenSigner, name_problem
+from huddle.server.cluster import Cluster
 from huddle.server.config import HubConfig
 from huddle.server.context import RoomContext
-from huddle.server.errors import CloseCode, ConnectionRejected
+from huddle.server.errors import CloseCode, ConnectionRejected, StoreUnavailable
 from huddle.server.metrics import HubMetrics
+from huddle.server.postgres import PostgresDatabase
 from huddle.server.room import Peer, Room
-from huddle.server.store import Database, RoomRecord, Store
+from huddle.server.store import Database, RoomRecord, SqlDatabase, Store
 from huddle.server.summaries import Summaries
 
 log = logging.getLogger("huddle.hub")
@@ -114,14 +117,28 @@ class Hub:
         self.metrics = HubMetrics()
         datadir.private_dir(config.data_dir)
         self._lock = datadir.HubLock(config.data_dir)
-        self.signer = TokenSigner.for_data_dir(config.data_dir)
+        self._rooms: dict[str, Room] = {}
+        self._by_id: dict[int, Room] = {}
+        url = config.store.url
+        # In a cluster the rooms and the signing key live in PostgreSQL; the data directory
+        # keeps this node's own files (its lock, the model audit log).
+        self.cluster: Cluster | None = None
+        open_db: Callable[[], SqlDatabase]
+        if url is None:
+            self.signer = TokenSigner.for_data_dir(config.data_dir)
+            data_dir, durability = config.data_dir, config.store.durability
+            open_db = lambda: Database.in_dir(data_dir, durability)  # noqa: E731
+        else:
+            self.signer = TokenSigner(_cluster_key(url))
+            self.cluster = Cluster(url, self._by_id.get, self._rooms.values, self.metrics)
+            node = self.cluster.node
+            open_db = lambda: PostgresDatabase(url, node=node)  # noqa: E731
         self.store = Store(
-            config.data_dir,
+            open_db,
             config.store,
             config.limits.max_pending_updates,
             on_commit_seconds=self.metrics.on_commit,
         )
-        self._rooms: dict[str, Room] = {}
         self._rooms_lock = asyncio.Lock()
         self._idle: dict[str, asyncio.Task[None]] = {}
         self._server: Server | None = None
@@ -197,6 +214,8 @@ class Hub:
             stack.enter_context(self._lock)  # DataDirBusy: another hub writes this store
             datadir.check(self.config.data_dir)
             await stack.enter_async_context(self.store)
+            if self.cluster is not None:
+                await stack.enter_async_context(self.cluster)
             stack.push_async_callback(self._close_rooms)  # after serving stops, before the store
             self._server = await serve(
                 self._serve,
@@ -216,7 +235,8 @@ class Hub:
             key_watch = asyncio.create_task(self._watch_key(), name="hub.key watch")
             stack.push_async_callback(_cancelled, key_watch)
             self._exit = stack.pop_all()
-        log.info("hub listening on %s (data in %s)", self.url, self.config.data_dir)
+        where = self.config.data_dir if self.cluster is None else "PostgreSQL"
+        log.info("hub listening on %s (data in %s)", self.url, where)
         return self
 
     async def __aexit__(
@@ -242,6 +262,7 @@ class Hub:
             for room in self._rooms.values():
                 await room.close()
             self._rooms.clear()
+            self._by_id.clear()
             self.metrics.rooms.set(0)
 
     async def serve_forever(self) -> None:
@@ -269,14 +290,32 @@ class Hub:
 
     # -- HTTP endpoints ------------------------------------------------------------------
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
+            problem = await self._health_problem()
+            if problem is not None:
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{problem}\n")
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/metrics":
             body = self.metrics.render()
             headers = Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
             return Response(200, "OK", headers, body)
+        return None
+
+    async def _health_problem(self) -> str | None:
+        """Why this node should get no clients now (a load balancer asks), or None."""
+        if self.cluster is None:
+            return None
+        if not self.cluster.connected.is_set():
+            return "not listening to the cluster's database"
+        try:
+            async with asyncio.timeout(2.0):
+                await self.store.call(lambda db: db.ping())
+        except (StoreUnavailable, TimeoutError) as exc:
+            self.metrics.store_available.set(0)
+            return f"the database does not answer: {exc or 'timeout'}"
+        self.metrics.store_available.set(1)
         return None
 
     # -- rooms ---------------------------------------------------------------------------
@@ -290,10 +329,13 @@ class Hub:
             if room is None:
                 limit = self.config.limits.max_rooms
 
-                def load(db: Database) -> RoomRecord | None:
+                def load(db: SqlDatabase) -> RoomRecord | None:
                     return db.load_room(name, create=db.room_count() < limit)
 
-                record = await self.store.call(load)
+                try:
+                    record = await self.store.call(load)
+                except StoreUnavailable as exc:
+                    raise ConnectionRejected(CloseCode.STORE_UNAVAILABLE, str(exc)) from exc
                 if record is None:
                     raise ConnectionRejected(CloseCode.SERVER_BUSY, "room limit reached")
                 room = Room(
@@ -304,6 +346,10 @@ class Hub:
                     self.metrics,
                 )
                 self._rooms[name] = room
+                self._by_id[room.room_id] = room
+                if self.cluster is not None:
+                    room.relay = self.cluster
+                    self.cluster.joined(room)
                 self.metrics.rooms.set(len(self._rooms))
             if len(room.peers) >= self.config.limits.max_connections_per_room:
                 raise ConnectionRejected(CloseCode.SERVER_BUSY, "room is full")
@@ -320,6 +366,7 @@ class Hub:
             self._idle.pop(room.name, None)
             if not room.peers and self._rooms.get(room.name) is room:
                 del self._rooms[room.name]
+                self._by_id.pop(room.room_id, None)
                 await room.close()
                 self.metrics.rooms.set(len(self._rooms))
 
@@ -343,6 +390,12 @@ class Hub:
     async def _watch_key(self) -> None:
         while True:
             await asyncio.sleep(self.config.key_check_seconds)  # a polling period, not a guess
+            if self.cluster is not None:  # `huddle keys rotate --store` changed it for all
+                try:
+                    key = await self.store.call(_signing_key)
+                except StoreUnavailable:
+                    continue
+                self.signer.use_key(key)
             self._check_key()
 
     def lapsed(self, grant: Grant) -> ConnectionRejected | None:
@@ -449,3 +502,18 @@ class Hub:
                 raise ConnectionRejected(
                     CloseCode.BAD_MESSAGE, f"malformed message: {exc}"
                 ) from exc
+
+
+def _signing_key(db: SqlDatabase) -> bytes:
+    assert isinstance(db, PostgresDatabase)  # a cluster's store
+    return db.signing_key()
+
+
+def _cluster_key(url: str) -> bytes:
+    """The cluster's signing key, read once at start (a node that cannot reach its database
+    cannot serve anyone: say so now)."""
+    db = PostgresDatabase(url, node="start")
+    try:
+        return db.signing_key()
+    finally:
+        db.close()

@@ -22,6 +22,15 @@ class HubMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),
             registry=r,
         )
+        self.cross_node_lag = Histogram(
+            "huddle_cross_node_lag_seconds",
+            "In a cluster: from another node accepting an update to this node applying it",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.store_available = Gauge(
+            "huddle_store_available", "1 while the store (database) answers", registry=r
+        )
         self.rejected = Counter(
             "huddle_connections_rejected", "Connections refused or closed", ["reason"], registry=r
         )

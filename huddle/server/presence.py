@@ -7,6 +7,7 @@ holds are counted exactly and a joiner's frame is a join of them, never a re-enc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,11 +101,7 @@ class Presence:
                 continue
             if known is not None:
                 self._forget(entry.client_id)
-            self._clients[entry.client_id] = _State(entry.clock, owner, encoded)
-            mine.clients += 1
-            mine.size += size
-            self._owners[owner] = mine
-            self._bytes += size
+            self._hold(entry.client_id, _State(entry.clock, owner, encoded))
             accepted.append(encoded)
         return wire.join_awareness(accepted) if accepted else None
 
@@ -118,10 +115,45 @@ class Presence:
             del self._owners[state.owner]
         return state
 
-    def encode_all(self) -> bytes | None:
-        """Every state as one awareness update: ``size_bytes`` long plus its count (a varuint)."""
-        encoded = [s.encoded for s in self._clients.values()]
+    def encode_all(self, owned: Callable[[object], bool] | None = None) -> bytes | None:
+        """Every state (or those whose owner is ``owned``) as one awareness update:
+        ``size_bytes`` long plus its count (a varuint)."""
+        encoded = [s.encoded for s in self._clients.values() if owned is None or owned(s.owner)]
         return wire.join_awareness(encoded) if encoded else None
+
+    def apply_remote(
+        self, owner: object, entries: list[AwarenessEntry], *, local: Callable[[object], bool]
+    ) -> bytes | None:
+        """Entries another node's peers set (``owner`` stands for that node). That node stamped
+        the names and applied the per-connection limits; here the clock rule and the room's byte
+        limit hold, and a state owned by one of this node's own connections is never touched
+        (a client that moved here from that node owns its id here now)."""
+        accepted: list[bytes] = []
+        for entry in entries:
+            known = self._clients.get(entry.client_id)
+            if known is not None and (local(known.owner) or not _newer(entry, known)):
+                continue
+            if entry.state is None:
+                if known is not None:
+                    self._forget(entry.client_id)
+                    accepted.append(wire.encode_awareness_entry(entry))
+                continue
+            encoded = wire.encode_awareness_entry(entry)
+            before = len(known.encoded) if known is not None else 0
+            if self._bytes - before + len(encoded) > self._limits.max_awareness_room_bytes:
+                continue
+            if known is not None:
+                self._forget(entry.client_id)
+            self._hold(entry.client_id, _State(entry.clock, owner, encoded))
+            accepted.append(encoded)
+        return wire.join_awareness(accepted) if accepted else None
+
+    def _hold(self, client_id: int, state: _State) -> None:
+        self._clients[client_id] = state
+        mine = self._owners.setdefault(state.owner, _Owner())
+        mine.clients += 1
+        mine.size += len(state.encoded)
+        self._bytes += len(state.encoded)
 
     def drop(self, owner: object) -> bytes | None:
         """Forget ``owner``'s clients; returns the removal update to relay, if any."""

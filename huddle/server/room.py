@@ -3,6 +3,11 @@
 An update from a peer is validated (decoded), committed to the store, and only then applied to
 the room's doc and relayed. So the doc that answers a joiner's sync step 1 holds committed
 updates only, and a hub killed at any instant has stored everything any peer was sent.
+
+In a cluster (``huddle.server.cluster``) other nodes commit to the same room: the store numbers
+a room's updates at commit, and the room keeps ``applied_seq``, the number up to which its doc
+holds every update. Its own commits and what ``follow`` reads from the store both advance it;
+an update is applied and relayed once, whichever way it arrives first.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import pycrdt
 from pycrdt import Doc, Text
@@ -19,14 +24,22 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from huddle.collab import schema, updates, wire
 from huddle.server.auth import Grant
 from huddle.server.config import Limits
-from huddle.server.errors import CloseCode, ConnectionRejected
+from huddle.server.errors import CloseCode, ConnectionRejected, StoreUnavailable
 from huddle.server.metrics import HubMetrics
 from huddle.server.presence import Presence
-from huddle.server.store import Pending, RoomRecord, Store
+from huddle.server.store import JournalEntry, Pending, RoomRecord, Store
 
 log = logging.getLogger("huddle.room")
 
 _RO_NOTICE = "read-only: this token cannot change the document; updates are dropped"
+_CLOSING: set[asyncio.Future[None]] = set()  # closes under way (a task needs a reference)
+_FOLLOW_PAGE = 256  # stored updates read at a time while following other nodes
+
+
+class PresenceRelay(Protocol):
+    """Where a room sends its own peers' presence changes for other nodes (the cluster)."""
+
+    def publish(self, room_id: int, update: bytes) -> None: ...
 
 
 class TokenBucket:
@@ -83,8 +96,11 @@ class Room:
         self._limits = limits
         self._compact_every = compact_every
         self._metrics = metrics
-        self._next_seq = record.next_seq
-        self._committed_seq = record.next_seq - 1
+        self.relay: PresenceRelay | None = None  # set by a hub in a cluster
+        self.applied_seq = record.next_seq - 1  # every update up to it is in the doc
+        self._ahead: set[int] = set()  # own commits past applied_seq (others' come between)
+        self._following: asyncio.Task[None] | None = None
+        self._follow_again = False
         self._snapshot_bytes = len(record.snapshot or b"")
         self._log_bytes = sum(len(u) for u in record.log)
         self._inflight_bytes = 0
@@ -167,6 +183,101 @@ class Room:
         removal = self.presence.drop(peer)
         if removal is not None:
             self._send(self.peers, wire.encode(wire.AwarenessMessage(removal)))
+            if self.relay is not None:
+                self.relay.publish(self.room_id, removal)
+
+    # -- other nodes (a cluster) ---------------------------------------------------------
+
+    def local_presence(self) -> bytes | None:
+        """This node's peers' presence states, for a node that asks."""
+        return self.presence.encode_all(lambda owner: isinstance(owner, Peer))
+
+    def remote_presence(self, node: object, update: bytes) -> None:
+        """Presence another node's peers changed; relayed to this node's peers."""
+        try:
+            entries = wire.decode_awareness(
+                update, max_entries=1 << 16, max_depth=self._limits.max_awareness_depth
+            )
+        except wire.WireError as exc:
+            log.error("room %s: presence from node %r does not decode: %s", self.name, node, exc)
+            return
+        relay = self.presence.apply_remote(node, entries, local=lambda o: isinstance(o, Peer))
+        if relay is not None:
+            self._send(self.peers, wire.encode(wire.AwarenessMessage(relay)))
+
+    def drop_remote(self, node: object) -> None:
+        """A node died or left: its peers' cursors go."""
+        removal = self.presence.drop(node)
+        if removal is not None:
+            self._send(self.peers, wire.encode(wire.AwarenessMessage(removal)))
+
+    def follow(self, upto: int | None = None) -> None:
+        """Read and apply what other nodes committed after ``applied_seq`` (up to ``upto``, a
+        number a doorbell announced; None: whatever is there)."""
+        if upto is not None and upto <= self.applied_seq:
+            return
+        if self._following is not None:
+            self._follow_again = True
+            return
+        self._following = asyncio.create_task(self._follow(), name=f"follow {self.name}")
+
+    async def _follow(self) -> None:
+        try:
+            while True:
+                self._follow_again = False
+                while await self._follow_page():
+                    pass
+                if not self._follow_again:
+                    return
+        except StoreUnavailable as exc:  # the cluster link follows every room on reconnect
+            log.warning("room %s: cannot read other nodes' updates now: %s", self.name, exc)
+        except Exception:
+            log.exception("room %s: following other nodes failed", self.name)
+        finally:
+            self._following = None
+
+    async def _follow_page(self) -> bool:
+        """Apply the next page of stored updates; whether there may be more."""
+        after = self.applied_seq
+        rows = await self._store.call(
+            lambda db: db.updates_after(self.room_id, after, _FOLLOW_PAGE)
+        )
+        fresh: list[JournalEntry] = []
+        for row in rows:
+            if row.seq <= self.applied_seq:  # an own commit got there while this read
+                continue
+            if row.seq in self._ahead:
+                self._ahead.discard(row.seq)
+            else:
+                fresh.append(row)
+            self.applied_seq = row.seq
+        if fresh:
+            self._apply_followed(fresh)
+        return len(rows) == _FOLLOW_PAGE
+
+    def _apply_followed(self, rows: list[JournalEntry]) -> None:
+        batch = [row.update for row in rows]
+        merged = batch[0] if len(batch) == 1 else pycrdt.merge_updates(*batch)
+        self._integrate(merged, batch)
+        now = time.time()
+        for row in rows:
+            self._metrics.cross_node_lag.observe(max(0.0, now - row.ts))
+            if self._nesting is not None or self._nesting_read is not None:
+                self._record_nesting(row.update)
+        self._send(self.peers, wire.encode(wire.SyncUpdate(merged)))
+        self._log_bytes += sum(len(u) for u in batch)
+        self._after_apply(len(rows))
+
+    def _record_nesting(self, update: bytes) -> None:
+        """Keep the door's nesting levels right for an update another node let in."""
+        try:
+            decoded = updates.decode(update, max_depth=1 << 30, deletes=False)
+        except updates.UpdateError:
+            return
+        if self._nesting is not None:
+            self._nesting.add(decoded)
+        else:
+            self._read_meanwhile.append(decoded)
 
     def send_to(self, peer: Peer, frame: bytes) -> None:
         self._send([peer], frame)
@@ -220,6 +331,8 @@ class Room:
                 relay = self.presence.apply(peer, peer.grant.user, entries)
                 if relay is not None:
                     self._send(self.peers - {peer}, wire.encode(wire.AwarenessMessage(relay)))
+                    if self.relay is not None:
+                        self.relay.publish(self.room_id, relay)
             case wire.QueryAwareness():
                 states = self.presence.encode_all()
                 if states is not None:
@@ -349,12 +462,11 @@ class Room:
         self, user: str, update: bytes, sender: object, done: asyncio.Future[None] | None = None
     ) -> Pending:
         self._inflight_bytes += len(update)
-        seq = self._next_seq
-        self._next_seq += 1
-        self._unapplied[seq] = update
+        entry = Pending(self, self.room_id, 0, user, update, sender, done=done)  # numbered later
+        self._unapplied[id(entry)] = update
         self._inflight += 1
         self._drained.clear()
-        return Pending(self, self.room_id, seq, user, update, sender, done=done)
+        return entry
 
     async def create_file(self, user: str, path: str, content: str) -> bool:
         """Create ``files[path]`` unless it exists; False if it already did.
@@ -386,8 +498,32 @@ class Room:
     # -- CommitSink ----------------------------------------------------------------------
 
     def committed(self, entries: list[Pending]) -> None:
-        batch = [e.update for e in entries]
-        merged = batch[0] if len(batch) == 1 else pycrdt.merge_updates(*batch)
+        fresh = [e for e in entries if e.seq > self.applied_seq]  # not already followed in
+        batch = [e.update for e in fresh]
+        if batch:
+            merged = batch[0] if len(batch) == 1 else pycrdt.merge_updates(*batch)
+            self._integrate(merged, batch)
+            senders = {id(e.sender) for e in fresh}
+            skip = fresh[0].sender if len(senders) == 1 and fresh[0].sender is not None else None
+            frame = wire.encode(wire.SyncUpdate(merged))
+            self._send([p for p in self.peers if p is not skip], frame)
+        for entry in fresh:
+            if entry.seq == self.applied_seq + 1:
+                self.applied_seq = entry.seq
+            else:
+                self._ahead.add(entry.seq)
+        while self.applied_seq + 1 in self._ahead:
+            self._ahead.discard(self.applied_seq + 1)
+            self.applied_seq += 1
+        if self._ahead:  # another node committed in between: read what it did
+            self.follow()
+        self._settle(entries, committed=True)
+        for entry in entries:
+            if entry.done is not None and not entry.done.done():
+                entry.done.set_result(None)
+        self._after_apply(len(entries))
+
+    def _integrate(self, merged: bytes, batch: list[bytes]) -> None:
         self._revision += 1
         try:
             self.doc.apply_update(merged)
@@ -397,17 +533,11 @@ class Room:
                     self.doc.apply_update(update)
                 except ValueError:
                     log.error("room %s: a committed update does not integrate", self.name)
-        senders = {id(e.sender) for e in entries}
-        skip = entries[0].sender if len(senders) == 1 and entries[0].sender is not None else None
-        self._send([p for p in self.peers if p is not skip], wire.encode(wire.SyncUpdate(merged)))
-        self._committed_seq = entries[-1].seq
+
+    def _after_apply(self, count: int) -> None:
         self._applied.set()
         self._applied = asyncio.Event()
-        self._settle(entries, committed=True)
-        for entry in entries:
-            if entry.done is not None and not entry.done.done():
-                entry.done.set_result(None)
-        self._since_compact += len(entries)
+        self._since_compact += count
         if self._since_compact >= self._compact_every and self._compaction is None:
             self._compaction = asyncio.create_task(self._compact(), name=f"compact {self.name}")
 
@@ -416,14 +546,20 @@ class Room:
         for entry in entries:
             sender = entry.sender
             if isinstance(sender, Peer):  # it still holds its edits and re-sends them on reconnect
-                sender.ws.transport.abort()
+                if isinstance(error, StoreUnavailable):  # say why, so it comes back later
+                    code, reason = CloseCode.STORE_UNAVAILABLE, "the store is unreachable"
+                    closing = asyncio.ensure_future(sender.ws.close(code, reason))
+                    _CLOSING.add(closing)
+                    closing.add_done_callback(_CLOSING.discard)
+                else:
+                    sender.ws.transport.abort()
             if entry.done is not None and not entry.done.done():
                 entry.done.set_exception(error)
         self._settle(entries, committed=False)
 
     def _settle(self, entries: list[Pending], *, committed: bool) -> None:
         for entry in entries:
-            self._unapplied.pop(entry.seq, None)
+            self._unapplied.pop(id(entry), None)
         size = sum(len(e.update) for e in entries)
         self._inflight_bytes -= size
         if committed:
@@ -434,7 +570,7 @@ class Room:
 
     async def _compact(self) -> None:
         covered, covered_bytes = self._since_compact, self._log_bytes
-        seq = self._committed_seq
+        seq = self.applied_seq
         state = self.doc.get_update()
         try:
             await self._store.compact(self.room_id, seq, state)

@@ -16,19 +16,26 @@ while the previous transaction was committing goes into the next one.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import sqlite3
 import time
+import uuid
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from huddle.server.config import StoreConfig
 from huddle.server.datadir import private_dir, private_file
-from huddle.server.errors import StoreError
+from huddle.server.errors import StoreError, StoreUnavailable
+
+log = logging.getLogger("huddle.store")
 
 DB_FILE = "huddle.sqlite3"
 T = TypeVar("T")
@@ -140,70 +147,62 @@ class Pending:
     sender: object = None
     ts: float = field(default_factory=time.time)
     done: asyncio.Future[None] | None = None  # resolved once committed (or failed)
+    uid: str = ""  # unique across a cluster: a retried commit finds out whether it landed
 
 
-class Database:
-    """Synchronous access; used from the store's thread and directly by the CLI."""
+class _Cursor(Protocol):
+    def fetchone(self) -> Any: ...
 
-    def __init__(self, path: Path, durability: str = "normal") -> None:
-        private_file(private_dir(path.parent) / path.name)  # -wal and -shm take its mode
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        trimmed_known = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_trimmed'"
-        ).fetchone()
-        self._conn.executescript(_SCHEMA)
-        if trimmed_known is None:
-            self._conn.execute(_MIGRATE_TRIMMED)
+    def fetchall(self) -> list[Any]: ...
 
-    @classmethod
-    def in_dir(cls, data_dir: Path, durability: str = "normal") -> Database:
-        return cls(data_dir / DB_FILE, durability)
+    def __iter__(self) -> Iterator[Any]: ...
 
-    def close(self) -> None:
-        self._conn.close()
+    def close(self) -> None: ...
+
+
+class SqlDatabase(ABC):
+    """Synchronous access, used from the store's thread and directly by the CLI: the queries
+    SQLite and PostgreSQL share, written once with ``?`` placeholders.
+
+    The store numbers updates as it commits them (``append`` sets each entry's ``seq``): one
+    counter per room, so in a cluster of hubs on one PostgreSQL every node agrees on the order,
+    and a room's updates become visible in the order of their numbers."""
+
+    @abstractmethod
+    def _execute(self, sql: str, args: Sequence[object] = ()) -> _Cursor: ...
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[object]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def load_room(self, name: str, *, create: bool) -> RoomRecord | None: ...
+
+    @abstractmethod
+    def append(self, entries: Sequence[Pending]) -> None:
+        """Commit ``entries`` (in one transaction), setting each one's ``seq``."""
+
+    def ping(self) -> None:
+        self._execute("SELECT 1").fetchone()
+
+    def updates_after(self, room_id: int, after_seq: int, limit: int) -> list[JournalEntry]:
+        """The next ``limit`` stored updates of the room after ``after_seq``, in order."""
+        rows = self._execute(
+            'SELECT seq, ts, "user", data FROM updates WHERE room_id = ? AND seq > ? '
+            "ORDER BY seq LIMIT ?",
+            (room_id, after_seq, limit),
+        ).fetchall()
+        return [JournalEntry(int(q), float(t), str(u), bytes(d)) for q, t, u, d in rows]
 
     def room_count(self) -> int:
-        row = self._conn.execute("SELECT count(*) FROM rooms").fetchone()
+        row = self._execute("SELECT count(*) FROM rooms").fetchone()
         return int(row[0])
 
     def room_id(self, name: str) -> int | None:
-        row = self._conn.execute("SELECT id FROM rooms WHERE name = ?", (name,)).fetchone()
+        row = self._execute("SELECT id FROM rooms WHERE name = ?", (name,)).fetchone()
         return None if row is None else int(row[0])
-
-    def load_room(self, name: str, *, create: bool) -> RoomRecord | None:
-        room_id = self.room_id(name)
-        if room_id is None:
-            if not create:
-                return None
-            cur = self._conn.execute(
-                "INSERT INTO rooms (name, created) VALUES (?, ?)", (name, time.time())
-            )
-            assert cur.lastrowid is not None
-            return RoomRecord(cur.lastrowid, name, None, [], 1)
-        snap = self._conn.execute(
-            "SELECT seq, state FROM snapshots WHERE room_id = ?", (room_id,)
-        ).fetchone()
-        snap_seq, snapshot = (0, None) if snap is None else (int(snap[0]), bytes(snap[1]))
-        rows = self._conn.execute(
-            "SELECT seq, data FROM updates WHERE room_id = ? AND seq > ? ORDER BY seq",
-            (room_id, snap_seq),
-        ).fetchall()
-        last = self._conn.execute(
-            "SELECT max(seq) FROM updates WHERE room_id = ?", (room_id,)
-        ).fetchone()[0]
-        next_seq = max(snap_seq, int(last or 0)) + 1
-        return RoomRecord(room_id, name, snapshot, [bytes(r[1]) for r in rows], next_seq)
-
-    def append(self, entries: Sequence[Pending]) -> None:
-        with self._conn:
-            self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT INTO updates (room_id, seq, ts, user, data) VALUES (?, ?, ?, ?, ?)",
-                [(e.room_id, e.seq, e.ts, e.user, e.update) for e in entries],
-            )
 
     def compact(
         self, room_id: int, seq: int, state: bytes, keep_after: float, history_every: float = 0.0
@@ -215,25 +214,24 @@ class Database:
         points only speed rebuilds up (the journal in between is kept), and each is a whole
         copy of the room."""
         now = time.time()
-        with self._conn:
-            self._conn.execute("BEGIN")
-            self._conn.execute(
+        with self._transaction():
+            self._execute(
                 "INSERT INTO snapshots (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (room_id) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, "
-                "state = excluded.state",
+                "state = excluded.state WHERE snapshots.seq <= excluded.seq",
                 (room_id, seq, now, state),
             )
-            recent = self._conn.execute(
+            recent = self._execute(
                 "SELECT 1 FROM history WHERE room_id = ? AND ts > ? LIMIT 1",
                 (room_id, now - history_every),
             ).fetchone()
             if recent is None or history_every <= 0:
-                self._conn.execute(
+                self._execute(
                     "INSERT INTO history (room_id, seq, ts, state) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (room_id, seq) DO NOTHING",
                     (room_id, seq, now, state),
                 )
-            base = self._conn.execute(
+            base = self._execute(
                 "SELECT seq FROM history WHERE room_id = ? AND ts < ? "
                 "ORDER BY ts DESC, seq DESC LIMIT 1",
                 (room_id, keep_after),
@@ -241,23 +239,24 @@ class Database:
             if base is None:
                 return
             base_seq = min(int(base[0]), seq)
-            self._conn.execute(
+            self._execute(
                 "DELETE FROM history WHERE room_id = ? AND ts < ? AND seq != ?",
                 (room_id, keep_after, base_seq),
             )
-            trimmed = self._conn.execute(
+            trimmed = self._execute(
                 "SELECT max(seq) FROM updates WHERE room_id = ? AND seq <= ? AND ts < ?",
                 (room_id, base_seq, keep_after),
             ).fetchone()[0]
             if trimmed is None:
                 return
-            self._conn.execute(
+            self._execute(
                 "DELETE FROM updates WHERE room_id = ? AND seq <= ? AND ts < ?",
                 (room_id, trimmed, keep_after),
             )
-            self._conn.execute(
+            self._execute(
                 "INSERT INTO journal_trimmed (room_id, seq) VALUES (?, ?) "
-                "ON CONFLICT (room_id) DO UPDATE SET seq = max(seq, excluded.seq)",
+                "ON CONFLICT (room_id) DO UPDATE SET seq = excluded.seq "
+                "WHERE journal_trimmed.seq < excluded.seq",
                 (room_id, int(trimmed)),
             )
 
@@ -268,7 +267,7 @@ class Database:
         room_id = self.room_id(room)
         if room_id is None:
             return HistoryBase(0, None, None)
-        row = self._conn.execute(
+        row = self._execute(
             "SELECT seq, ts, state FROM history WHERE room_id = ? AND ts <= ? "
             "ORDER BY ts DESC, seq DESC LIMIT 1",
             (room_id, at),
@@ -286,22 +285,22 @@ class Database:
         room_id = self.room_id(room)
         if room_id is None or not (trimmed := self._trimmed(room_id)):
             return None
-        row = self._conn.execute(
+        row = self._execute(
             "SELECT min(ts) FROM history WHERE room_id = ? AND seq >= ?", (room_id, trimmed)
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
     def _trimmed(self, room_id: int) -> int:
-        row = self._conn.execute(
+        row = self._execute(
             "SELECT seq FROM journal_trimmed WHERE room_id = ?", (room_id,)
         ).fetchone()
         return 0 if row is None else int(row[0])
 
     def last_seen(self, room: str, user: str) -> float | None:
         """When ``user`` last looked at ``room`` (as recorded by ``set_last_seen``)."""
-        row = self._conn.execute(
+        row = self._execute(
             "SELECT l.ts FROM last_seen l JOIN rooms r ON r.id = l.room_id "
-            "WHERE r.name = ? AND l.user = ?",
+            'WHERE r.name = ? AND l."user" = ?',
             (room, user),
         ).fetchone()
         return None if row is None else float(row[0])
@@ -310,9 +309,9 @@ class Database:
         room_id = self.room_id(room)
         if room_id is None:
             raise StoreError(f"no room {room!r}")
-        self._conn.execute(
-            "INSERT INTO last_seen (room_id, user, ts) VALUES (?, ?, ?) "
-            "ON CONFLICT (room_id, user) DO UPDATE SET ts = excluded.ts",
+        self._execute(
+            'INSERT INTO last_seen (room_id, "user", ts) VALUES (?, ?, ?) '
+            'ON CONFLICT (room_id, "user") DO UPDATE SET ts = excluded.ts',
             (room_id, user, ts),
         )
 
@@ -327,7 +326,7 @@ class Database:
     ) -> list[JournalEntry]:
         """Stored updates of ``room`` in commit order, filtered by time, author and sequence."""
         sql = (
-            "SELECT u.seq, u.ts, u.user, u.data FROM updates u JOIN rooms r ON r.id = u.room_id "
+            'SELECT u.seq, u.ts, u."user", u.data FROM updates u JOIN rooms r ON r.id = u.room_id '
             "WHERE r.name = ?"
         )
         args: list[object] = [room]
@@ -338,12 +337,12 @@ class Database:
             sql += " AND u.ts < ?"
             args.append(until)
         if user is not None:
-            sql += " AND u.user = ?"
+            sql += ' AND u."user" = ?'
             args.append(user)
         if after_seq is not None:
             sql += " AND u.seq > ?"
             args.append(after_seq)
-        rows = self._conn.execute(sql + " ORDER BY u.seq", args).fetchall()
+        rows = self._execute(sql + " ORDER BY u.seq", args).fetchall()
         return [JournalEntry(int(s), float(t), str(u), bytes(d)) for s, t, u, d in rows]
 
     def journal_extent(
@@ -353,7 +352,7 @@ class Database:
         ``until``: what a rebuild from there replays, counted without reading the updates."""
         where, args = _stored_updates(room, after_seq, None, until)
         sql = "SELECT count(*), coalesce(sum(length(u.data)), 0), coalesce(max(u.seq), ?) " + where
-        rows, size, last = self._conn.execute(sql, [after_seq, *args]).fetchone()
+        rows, size, last = self._execute(sql, [after_seq, *args]).fetchone()
         return int(rows), int(size), int(last)
 
     def journal_page(
@@ -370,10 +369,10 @@ class Database:
         order: at most ``max_rows``, and none after the one that reaches ``max_bytes``, so a
         long journal is read a bounded page at a time."""
         where, args = _stored_updates(room, after_seq, upto_seq, until)
-        sql = "SELECT u.seq, u.ts, u.user, u.data " + where
+        sql = 'SELECT u.seq, u.ts, u."user", u.data ' + where
         page: list[JournalEntry] = []
         size = 0
-        cursor = self._conn.execute(sql + " ORDER BY u.seq LIMIT ?", [*args, max_rows])
+        cursor = self._execute(sql + " ORDER BY u.seq LIMIT ?", [*args, max_rows])
         try:
             for seq, ts, user, data in cursor:
                 page.append(JournalEntry(int(seq), float(ts), str(user), bytes(data)))
@@ -386,7 +385,7 @@ class Database:
 
     def history_points(self, room: str, *, after: float, before: float) -> list[tuple[int, float]]:
         """(seq, ts) of ``room``'s history points with ``after < ts < before``, oldest first."""
-        rows = self._conn.execute(
+        rows = self._execute(
             "SELECT h.seq, h.ts FROM history h JOIN rooms r ON r.id = h.room_id "
             "WHERE r.name = ? AND h.ts > ? AND h.ts < ? ORDER BY h.ts, h.seq",
             (room, after, before),
@@ -394,7 +393,7 @@ class Database:
         return [(int(seq), float(ts)) for seq, ts in rows]
 
     def rooms(self) -> list[RoomInfo]:
-        rows = self._conn.execute(
+        rows = self._execute(
             "SELECT r.name, r.created, count(u.seq), max(u.ts) FROM rooms r "
             "LEFT JOIN updates u ON u.room_id = r.id GROUP BY r.id ORDER BY r.name"
         ).fetchall()
@@ -404,17 +403,106 @@ class Database:
         ]
 
 
+class Database(SqlDatabase):
+    """The embedded store: one SQLite file in the data directory, one writer (this hub)."""
+
+    def __init__(self, path: Path, durability: str = "normal") -> None:
+        private_file(private_dir(path.parent) / path.name)  # -wal and -shm take its mode
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        trimmed_known = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_trimmed'"
+        ).fetchone()
+        self._conn.executescript(_SCHEMA)
+        if trimmed_known is None:
+            self._conn.execute(_MIGRATE_TRIMMED)
+        self._next_seq: dict[int, int] = {}  # room id -> the number its next update gets
+
+    @classmethod
+    def in_dir(cls, data_dir: Path, durability: str = "normal") -> Database:
+        return cls(data_dir / DB_FILE, durability)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _execute(self, sql: str, args: Sequence[object] = ()) -> _Cursor:
+        return self._conn.execute(sql, args)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[object]:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            yield self._conn
+
+    def load_room(self, name: str, *, create: bool) -> RoomRecord | None:
+        room_id = self.room_id(name)
+        if room_id is None:
+            if not create:
+                return None
+            cur = self._conn.execute(
+                "INSERT INTO rooms (name, created) VALUES (?, ?)", (name, time.time())
+            )
+            assert cur.lastrowid is not None
+            self._next_seq[cur.lastrowid] = 1
+            return RoomRecord(cur.lastrowid, name, None, [], 1)
+        snap = self._conn.execute(
+            "SELECT seq, state FROM snapshots WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        snap_seq, snapshot = (0, None) if snap is None else (int(snap[0]), bytes(snap[1]))
+        rows = self._conn.execute(
+            "SELECT seq, data FROM updates WHERE room_id = ? AND seq > ? ORDER BY seq",
+            (room_id, snap_seq),
+        ).fetchall()
+        last = self._conn.execute(
+            "SELECT max(seq) FROM updates WHERE room_id = ?", (room_id,)
+        ).fetchone()[0]
+        next_seq = max(snap_seq, int(last or 0)) + 1
+        self._next_seq[room_id] = next_seq
+        return RoomRecord(room_id, name, snapshot, [bytes(r[1]) for r in rows], next_seq)
+
+    def append(self, entries: Sequence[Pending]) -> None:
+        numbered = dict(self._next_seq)
+        rows = []
+        for e in entries:
+            if e.room_id not in numbered:  # appended to without being loaded (the CLI, tests)
+                last = self._execute(
+                    "SELECT max(seq) FROM snapshots WHERE room_id = ? UNION ALL "
+                    "SELECT max(seq) FROM updates WHERE room_id = ?",
+                    (e.room_id, e.room_id),
+                ).fetchall()
+                numbered[e.room_id] = max(int(r[0] or 0) for r in last) + 1
+            seq = numbered[e.room_id]
+            numbered[e.room_id] = seq + 1
+            rows.append((e.room_id, seq, e.ts, e.user, e.update))
+        with self._transaction():
+            self._conn.executemany(
+                'INSERT INTO updates (room_id, seq, ts, "user", data) VALUES (?, ?, ?, ?, ?)', rows
+            )
+        self._next_seq = numbered
+        for e, row in zip(entries, rows, strict=True):
+            e.seq = row[1]
+
+
 class Store:
-    """The async face of ``Database``: one DB thread, group commit, bounded backlog."""
+    """The async face of a ``SqlDatabase``: one DB thread, group commit, bounded backlog.
+
+    A database that is unreachable (``StoreUnavailable``: PostgreSQL restarting, a network
+    cut) is retried with backoff for up to ``StoreConfig.outage_seconds``; meanwhile nothing
+    is relayed, the updates wait in the backlog and their connections stay open. Past that,
+    the batch fails and its senders are closed with ``STORE_UNAVAILABLE`` (they keep their
+    edits and re-send them when they reconnect)."""
 
     def __init__(
         self,
-        data_dir: Path,
+        open_db: Callable[[], SqlDatabase],
         config: StoreConfig,
         max_pending: int,
         on_commit_seconds: Callable[[float, int], None] | None = None,
     ) -> None:
-        self._data_dir = data_dir
+        self._open_db = open_db
+        self.available = True  # whether the last commit (or its retry) reached the database
         self._config = config
         self._max_pending = max_pending
         self._on_commit_seconds = on_commit_seconds
@@ -423,12 +511,14 @@ class Store:
         self._space = asyncio.Event()
         self._space.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huddle-store")
-        self._db: Database | None = None
+        self._uid_prefix = uuid.uuid4().hex  # this process: uids stay unique across a cluster
+        self._uids = itertools.count()
+        self._db: SqlDatabase | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
     async def __aenter__(self) -> Store:
-        self._db = await self._run(lambda: Database.in_dir(self._data_dir, self._config.durability))
+        self._db = await self._run(self._open_db)
         self._writer = asyncio.create_task(self._write_loop(), name="huddle-store-writer")
         return self
 
@@ -447,7 +537,7 @@ class Store:
         self._executor.shutdown(wait=True)
 
     @property
-    def db(self) -> Database:
+    def db(self) -> SqlDatabase:
         if self._db is None:
             raise StoreError("store is not open")
         return self._db
@@ -455,7 +545,7 @@ class Store:
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    async def call(self, fn: Callable[[Database], T]) -> T:
+    async def call(self, fn: Callable[[SqlDatabase], T]) -> T:
         """Run ``fn`` on the DB thread (serialised with commits)."""
         db = self.db
         return await self._run(lambda: fn(db))
@@ -465,6 +555,7 @@ class Store:
         while len(self._pending) >= self._max_pending:
             self._space.clear()
             await self._space.wait()
+        entry.uid = f"{self._uid_prefix}:{next(self._uids)}"
         self._pending.append(entry)
         self._wake.set()
 
@@ -483,14 +574,37 @@ class Store:
             ]
             self._space.set()
             started = time.perf_counter()
-            try:
-                await self._run(lambda b=batch: db.append(b))  # type: ignore[misc]
-            except Exception as exc:  # disk full, I/O error: the senders must hear of it
-                self._dispatch(batch, exc)
+            error = await self._commit(db, batch)
+            if error is not None:  # disk full, I/O error, a long outage: the senders must hear
+                self._dispatch(batch, error)
                 continue
             if self._on_commit_seconds is not None:
                 self._on_commit_seconds(time.perf_counter() - started, len(batch))
             self._dispatch(batch, None)
+
+    async def _commit(self, db: SqlDatabase, batch: list[Pending]) -> Exception | None:
+        """Commit ``batch``, retrying while the database is unreachable; the error if not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.outage_seconds
+        delay = 0.05
+        while True:
+            try:
+                await self._run(lambda: db.append(batch))
+            except StoreUnavailable as exc:
+                if self.available:
+                    log.warning("the store is unreachable, retrying: %s", exc)
+                self.available = False
+                if self._closing or loop.time() + delay > deadline:
+                    return exc
+                await asyncio.sleep(delay)  # backoff between reconnection attempts
+                delay = min(delay * 2, 1.0)
+                continue
+            except Exception as exc:
+                return exc
+            if not self.available:
+                log.warning("the store is reachable again")
+            self.available = True
+            return None
 
     @staticmethod
     def _dispatch(batch: list[Pending], error: Exception | None) -> None:

@@ -1,0 +1,227 @@
+"""A hub cluster on a real PostgreSQL: three real `huddle serve` nodes, stock Yjs clients.
+
+Every test types unique tokens and checks that each appears exactly once in every client and in
+the database: nothing any peer saw is lost, nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from pycrdt import Text
+
+from huddle.collab.schema import file_texts, files
+from huddle.lsp.hub_client import HubClient
+from huddle.server.errors import CloseCode
+from tests.support.cluster import HubCluster, stored_texts
+from tests.support.haproxy import HAProxy
+from tests.support.peers import NodeClient, close_of, eventually
+from tests.support.postgres import PostgresServer
+
+ROOM = "team/cluster"
+FILE = "notes.md"
+TOKEN = re.compile(r"<[a-z0-9]+-\d+>")
+
+
+@asynccontextmanager
+async def clients(
+    cluster: HubCluster, urls: Sequence[str], room: str = ROOM
+) -> AsyncIterator[list[NodeClient]]:
+    """One stock y-websocket client per url, synced, with ``FILE`` created once by the first."""
+    async with AsyncExitStack() as stack:
+        peers = [
+            await stack.enter_async_context(NodeClient(url, room, cluster.token(room, f"u{i}")))
+            for i, url in enumerate(urls)
+        ]
+        for peer in peers:
+            await peer.wait_event("synced")
+        await peers[0].request("append", file=FILE, text="")  # one creator: no map conflict
+
+        async def everyone_has_the_file() -> bool:
+            return all([FILE in await peer.files() for peer in peers])
+
+        await eventually(everyone_has_the_file, what="the file on every node")
+        yield peers
+
+
+async def type_tokens(peer: NodeClient, name: str, count: int, *, start: int = 0) -> list[str]:
+    typed = []
+    for k in range(start, start + count):
+        token = f"<{name}-{k}>"
+        await peer.request("append", file=FILE, text=token)
+        typed.append(token)
+    return typed
+
+
+async def converged(peers: Sequence[NodeClient], typed: Sequence[str], url: str) -> str:
+    """Wait until every peer holds every typed token; then check each is there exactly once,
+    everywhere, the database included. Returns the text."""
+
+    async def all_there() -> bool:
+        texts = [(await peer.files()).get(FILE, "") for peer in peers]
+        return len(set(texts)) == 1 and all(t in texts[0] for t in typed)
+
+    await eventually(all_there, timeout=30, what="every token on every peer")
+    text = (await peers[0].files())[FILE]
+    found = TOKEN.findall(text)
+    assert sorted(found) == sorted(typed), "a token is lost or duplicated"
+    assert "".join(found) == text
+    assert stored_texts(url, ROOM) == {FILE: text}
+    return text
+
+
+async def test_editors_on_three_nodes_converge(pg_url: str, tmp_path: Path) -> None:
+    async with HubCluster(pg_url, tmp_path, 3) as cluster:
+        urls = [node.url for node in cluster.nodes] * 2
+        async with clients(cluster, urls) as peers:
+            typed = await asyncio.gather(
+                *(type_tokens(peer, f"p{i}", 25) for i, peer in enumerate(peers))
+            )
+            await converged(peers, [t for mine in typed for t in mine], pg_url)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_node_killed_mid_typing_loses_nothing(
+    pg_url: str, tmp_path: Path, seed: int
+) -> None:
+    """Clients reach the nodes through HAProxy; one node gets SIGKILL at a random moment while
+    everyone types. Its clients reconnect to a live node and merge what they typed meanwhile."""
+    rng = random.Random(seed)
+    async with HubCluster(pg_url, tmp_path, 3) as cluster:
+        backends = [("127.0.0.1", node.port) for node in cluster.nodes]
+        with HAProxy(backends) as proxy:
+            async with clients(cluster, [proxy.url] * 6) as peers:
+                victim = cluster.nodes[rng.randrange(3)]
+                typists = [
+                    asyncio.create_task(type_tokens(peer, f"k{i}", 40))
+                    for i, peer in enumerate(peers)
+                ]
+                await asyncio.sleep(rng.uniform(0.05, 0.6))  # a random moment, by design
+                await victim.kill()
+                typed = [t for mine in await asyncio.gather(*typists) for t in mine]
+                try:
+                    await converged(peers, typed, pg_url)
+                except AssertionError:
+                    print(cluster.logs())
+                    raise
+                closes = [e for peer in peers for e in peer.events if e["event"] == "close"]
+                assert closes, "nobody was on the killed node: the test proved nothing"
+
+
+async def test_postgres_restart_keeps_connections_and_loses_nothing(tmp_path: Path) -> None:
+    """While PostgreSQL restarts, nodes relay nothing (nothing is committed) but keep their
+    connections; afterwards the updates typed meanwhile are committed and relayed."""
+    with PostgresServer() as pg:
+        url = pg.new_database("restart")
+        async with (
+            HubCluster(url, tmp_path, 2) as cluster,
+            clients(cluster, [n.url for n in cluster.nodes] * 2) as peers,
+        ):
+            typed = await type_tokens(peers[0], "before", 3)
+            pg.stop()
+            during = await asyncio.gather(
+                *(type_tokens(peer, f"d{i}", 5) for i, peer in enumerate(peers))
+            )
+            pg.start()
+            typed += [t for mine in during for t in mine]
+            typed += await type_tokens(peers[1], "after", 3)
+            try:
+                await converged(peers, typed, url)
+            except AssertionError:
+                print(cluster.logs())
+                raise
+            assert not [e for p in peers for e in p.events if e["event"] == "close"]
+            assert "unreachable" in cluster.logs()  # the outage was seen, not slipped past
+
+
+async def test_a_doorbell_missed_while_reconnecting_is_caught_up(
+    pg_url: str, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Node 1 loses its listening connection and cannot reconnect while node 0 commits; once it
+    is back, it reads the room's log from where it was."""
+    async with (
+        HubCluster(pg_url, tmp_path, 2) as cluster,
+        clients(cluster, [n.url for n in cluster.nodes]) as (ann, bob),
+    ):
+        database = pg_url.rsplit("/", 1)[1]
+        with (
+            psycopg.connect(postgres.url, autocommit=True) as admin,
+            psycopg.connect(pg_url, autocommit=True) as probe,  # opened while it still can
+        ):
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+            try:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND application_name LIKE %s",
+                    (database, "huddle-%-listen"),
+                ).fetchall()
+                assert len(killed) == 2
+                typed = await type_tokens(ann, "missed", 5)
+
+                def committed() -> bool:
+                    rows = probe.execute("SELECT data FROM updates").fetchall()
+                    stored = b"".join(bytes(r[0]) for r in rows).decode("latin-1")
+                    return all(t in stored for t in typed)  # tokens are ASCII
+
+                await eventually(committed, what="node 0's commits")
+                assert typed[0] not in (await bob.files())[FILE]
+            finally:
+                admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+        await converged([ann, bob], typed, pg_url)
+
+
+async def test_presence_crosses_nodes_and_a_dead_nodes_cursors_go(
+    pg_url: str, tmp_path: Path
+) -> None:
+    async with HubCluster(pg_url, tmp_path, 3) as cluster:
+        urls = [node.url for node in cluster.nodes]
+        async with clients(cluster, urls) as (ann, bob, cy):
+            await ann.request("cursor", file=FILE, index=0, user={"name": "forged"})
+
+            async def names(peer: NodeClient) -> set[str]:
+                states = (await peer.request("peers"))["peers"]
+                return {s["user"]["name"] for s in states if s and "user" in s}
+
+            async def cy_sees_ann() -> bool:
+                return "u0" in await names(cy)  # the token's name, never the claimed one
+
+            await eventually(cy_sees_ann, what="ann's cursor on another node")
+            await cluster.nodes[0].kill()
+
+            async def ann_gone() -> bool:
+                return "u0" not in await names(cy) and "u0" not in await names(bob)
+
+            await eventually(ann_gone, timeout=10, what="a dead node's cursors gone")
+
+
+async def test_every_node_enforces_tokens_and_read_only(pg_url: str, tmp_path: Path) -> None:
+    async with HubCluster(pg_url, tmp_path, 3) as cluster:
+        editor_url = cluster.nodes[0].url
+        async with HubClient(editor_url, ROOM, cluster.token(ROOM, "ed")) as editor:
+            await asyncio.wait_for(editor.synced.wait(), 10)
+            files(editor.doc)[FILE] = Text("shared")
+            for i, node in enumerate(cluster.nodes):
+                reader_token = cluster.token(ROOM, f"ro{i}", role="read")
+                async with HubClient(node.url, ROOM, reader_token) as reader:
+                    await eventually(lambda r=reader: file_texts(r.doc) == {FILE: "shared"})
+                    text = files(reader.doc)[FILE]
+                    assert isinstance(text, Text)
+                    text.insert(0, "READER WAS HERE ")
+                    await eventually(lambda r=reader: r.read_only, what="read-only notice")
+                other_room = cluster.token("team/other", "ed")
+                code, _ = await close_of(f"{node.url}/{ROOM}?token={other_room}")
+                assert code == CloseCode.FORBIDDEN  # a token names its room, on every node
+                code, _ = await close_of(f"{node.url}/{ROOM}?token=forged")
+                assert code == CloseCode.UNAUTHORIZED
+            text = files(editor.doc)[FILE]
+            assert isinstance(text, Text)
+            text.insert(len(text), " and more")
+            await eventually(lambda: stored_texts(pg_url, ROOM) == {FILE: "shared and more"})
+        assert file_texts(editor.doc) == {FILE: "shared and more"}
