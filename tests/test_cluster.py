@@ -10,9 +10,10 @@ import asyncio
 import random
 import re
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from pycrdt import Text
@@ -85,6 +86,13 @@ async def test_editors_on_three_nodes_converge(pg_url: str, tmp_path: Path) -> N
                 *(type_tokens(peer, f"p{i}", 25) for i, peer in enumerate(peers))
             )
             await converged(peers, [t for mine in typed for t in mine], pg_url)
+        async with httpx.AsyncClient() as http:
+            for node in cluster.nodes:
+                base = node.url.replace("ws://", "http://")
+                assert (await http.get(f"{base}/healthz")).text == "ok\n"
+                metrics = (await http.get(f"{base}/metrics")).text
+                lag = re.search(r"^huddle_cross_node_lag_seconds_count (\S+)$", metrics, re.M)
+                assert lag is not None and float(lag[1]) > 0  # it applied others' updates
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -126,6 +134,11 @@ async def test_postgres_restart_keeps_connections_and_loses_nothing(tmp_path: Pa
         ):
             typed = await type_tokens(peers[0], "before", 3)
             pg.stop()
+            async with httpx.AsyncClient() as http:  # a load balancer sends no one there now
+                health = await http.get(
+                    cluster.nodes[0].url.replace("ws://", "http://") + "/healthz"
+                )
+                assert health.status_code == 503, health.text
             during = await asyncio.gather(
                 *(type_tokens(peer, f"d{i}", 5) for i, peer in enumerate(peers))
             )
@@ -225,3 +238,61 @@ async def test_every_node_enforces_tokens_and_read_only(pg_url: str, tmp_path: P
             text.insert(len(text), " and more")
             await eventually(lambda: stored_texts(pg_url, ROOM) == {FILE: "shared and more"})
         assert file_texts(editor.doc) == {FILE: "shared and more"}
+
+
+async def test_two_nodes_creating_one_file_at_once_create_it_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The hub is where "create this file unless it exists" is decided without races; in a
+    cluster two nodes decide it under one advisory lock, after reading what the other did."""
+    async with HubCluster(pg_url, tmp_path, 2) as cluster:
+        a_url, b_url = (node.url for node in cluster.nodes)
+        async with (
+            HubClient(a_url, ROOM, cluster.token(ROOM, "ann")) as ann,
+            HubClient(b_url, ROOM, cluster.token(ROOM, "bob")) as bob,
+        ):
+            for client in (ann, bob):
+                await asyncio.wait_for(client.synced.wait(), 10)
+            for round_ in range(5):
+                path = f"new{round_}.py"
+                results = await asyncio.gather(
+                    ann.request("create_file", {"path": path, "content": "by ann"}),
+                    bob.request("create_file", {"path": path, "content": "by bob"}),
+                )
+                created = [r["created"] for r in results]
+                assert sorted(created) == [False, True], created
+                winner = "by ann" if created[0] else "by bob"
+                await eventually(lambda p=path, w=winner: file_texts(bob.doc).get(p) == w)
+                await eventually(lambda p=path, w=winner: file_texts(ann.doc).get(p) == w)
+                assert stored_texts(pg_url, ROOM)[path] == winner
+
+
+async def test_ai_slots_hold_across_nodes_and_die_with_their_node(pg_url: str) -> None:
+    """The AI gateway's fair-share limits are advisory locks: a slot one node holds is not
+    free on another, and a node's death frees its slots at once."""
+    from huddle.server.cluster import ClusterLocks, lock_key
+
+    node_a, node_b = ClusterLocks(pg_url, "a"), ClusterLocks(pg_url, "b")
+    try:
+        async with node_a.slot(7, "completion", "ann", total=2, per_user=1):
+            # ann's one slot is taken on node a: not free on node b, nor again on node a ...
+            for node in (node_a, node_b):
+                assert not await node.try_lock(7, lock_key("completion/ann/0"))
+            # ... but bob can run, which takes the room's second and last slot.
+            async with node_b.slot(7, "completion", "bob", total=2, per_user=1):
+                for node in (node_a, node_b):
+                    for i in range(2):
+                        assert not await node.try_lock(7, lock_key(f"completion/room/{i}"))
+            await node_a.aclose()  # node a dies holding ann's slots
+            waiting = asyncio.create_task(
+                _enter(node_b.slot(7, "completion", "ann", total=2, per_user=1))
+            )
+            await asyncio.wait_for(waiting, 10)
+    finally:
+        await node_a.aclose()
+        await node_b.aclose()
+
+
+async def _enter(slot: AbstractAsyncContextManager[None]) -> None:
+    async with slot:
+        pass

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pycrdt import Text
 
@@ -170,6 +170,15 @@ class FairLimiter:
             chosen[2].set_result(None)
 
 
+class ClusterSlots(Protocol):
+    """A cluster's slots (``huddle.server.cluster.ClusterLocks``): the same fair-share limits
+    across every node, so a room's users cannot multiply them by spreading over nodes."""
+
+    def slot(
+        self, room_id: int, kind: str, user: str, total: int, per_user: int
+    ) -> AbstractAsyncContextManager[None]: ...
+
+
 class AiService:
     """Owned by the hub. The LLM gateway (and with it the embedded model) starts on first use
     unless ``start()`` is called at startup."""
@@ -181,6 +190,7 @@ class AiService:
         self.audit = audit
         self._metrics = metrics
         self._summary_limiters: dict[str, FairLimiter] = {}
+        self.cluster_slots: ClusterSlots | None = None  # set by a hub in a cluster
         self._activity: dict[str, RoomActivity] = {}
         self._shared: weakref.WeakKeyDictionary[Room, SharedContext] = weakref.WeakKeyDictionary()
         self._secret = secret
@@ -324,7 +334,11 @@ class AiService:
         outcome: Literal["ok", "cancelled", "failed"] = "failed"
         error: str | None = None
         try:
-            async with limiter.slot(user), request.open_stream(gateway, on_prompt) as stream:
+            async with (
+                limiter.slot(user),
+                self._cluster_slot(room, kind, user, limiter),
+                request.open_stream(gateway, on_prompt) as stream,
+            ):
 
                 async def consume() -> None:
                     async for chunk in stream:
@@ -359,6 +373,13 @@ class AiService:
             if not limiter.running and not limiter.waiting:
                 limiters.pop(room.name, None)
             self._audit(room, user, kind, prompt, run, outcome, error)
+
+    def _cluster_slot(
+        self, room: Room, kind: str, user: str, limiter: FairLimiter
+    ) -> AbstractAsyncContextManager[None]:
+        if self.cluster_slots is None:
+            return contextlib.nullcontext()
+        return self.cluster_slots.slot(room.room_id, kind, user, limiter.total, limiter.per_user)
 
     def _new_limiter(self, kind: str) -> FairLimiter:
         if kind == "completion":

@@ -30,7 +30,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -60,6 +62,106 @@ class RemoteNode:
         return f"RemoteNode({self.node})"
 
 
+def lock_key(text: str) -> int:
+    """A signed 32-bit key for ``text`` (advisory locks take two int4 keys)."""
+    return zlib.crc32(text.encode()) - (1 << 31)
+
+
+class ClusterLocks:
+    """Session-level advisory locks, all on one connection of this node: PostgreSQL frees them
+    the moment the node dies (its session ends), so a dead node never holds a slot.
+
+    Only ``pg_try_advisory_lock`` is used, so one connection serves every waiter and no two
+    nodes can deadlock; a waiter polls with backoff (the lock's release is in another node)."""
+
+    def __init__(self, url: str, node: str) -> None:
+        self._url = url
+        self._node = node
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._use = asyncio.Lock()  # one statement at a time on the connection
+        # PostgreSQL's advisory locks are reentrant within a session: this node's own
+        # holders must see a key it holds as taken.
+        self._held: set[tuple[int, int]] = set()
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def _query(self, sql: str, a: int, b: int) -> bool:
+        async with self._use:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._url,
+                    autocommit=True,
+                    application_name=f"huddle-{self._node}-locks",
+                    connect_timeout=5,
+                )
+            cur = await self._conn.execute(sql, (a, b))
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+    async def try_lock(self, a: int, b: int) -> bool:
+        if (a, b) in self._held:
+            return False
+        self._held.add((a, b))  # claimed before the await: no other holder here races it
+        taken = False
+        try:
+            taken = await self._query("SELECT pg_try_advisory_lock(%s, %s)", a, b)
+        finally:
+            if not taken:
+                self._held.discard((a, b))
+        return taken
+
+    async def unlock(self, a: int, b: int) -> None:
+        if (a, b) not in self._held:
+            return
+        self._held.discard((a, b))
+        try:
+            await self._query("SELECT pg_advisory_unlock(%s, %s)", a, b)
+        except (psycopg.Error, OSError) as exc:  # the session is gone, and the lock with it
+            log.warning("cluster: unlock (%d, %d) failed: %s", a, b, _line(exc))
+
+    @asynccontextmanager
+    async def held(self, a: int, b: int) -> AsyncIterator[None]:
+        """Hold lock ``(a, b)`` for the block, waiting for it as long as it takes."""
+        await self.first_free(a, [b])
+        try:
+            yield
+        finally:
+            await self.unlock(a, b)
+
+    async def first_free(self, a: int, keys: list[int]) -> int:
+        """Lock the first free one of ``(a, key)`` for ``keys``, waiting until one is."""
+        delay = 0.01
+        while True:
+            for key in keys:
+                if await self.try_lock(a, key):
+                    return key
+            await asyncio.sleep(delay)  # another node holds them all: poll with backoff
+            delay = min(delay * 2, 0.25)
+
+    @asynccontextmanager
+    async def slot(
+        self, room_id: int, kind: str, user: str, total: int, per_user: int
+    ) -> AsyncIterator[None]:
+        """One of ``total`` slots of ``room_id`` for ``kind``, and one of ``per_user`` of the
+        user's: the AI gateway's fair-share limits, across every node of the cluster."""
+        mine = [lock_key(f"{kind}/{user}/{i}") for i in range(per_user)]
+        room = [lock_key(f"{kind}/room/{i}") for i in range(total)]
+        while True:
+            user_key = await self.first_free(room_id, mine)
+            for key in room:
+                if await self.try_lock(room_id, key):
+                    try:
+                        yield
+                    finally:
+                        await self.unlock(room_id, key)
+                        await self.unlock(room_id, user_key)
+                    return
+            await self.unlock(room_id, user_key)  # let the others' users go first meanwhile
+            await asyncio.sleep(0.05)  # the room is full on other nodes: poll
+
+
 class Cluster:
     """``async with Cluster(...)``: listens, beats and relays presence until the block exits."""
 
@@ -80,6 +182,7 @@ class Cluster:
         self._owners: dict[str, RemoteNode] = {}
         self._outbox: asyncio.Queue[tuple[str, int, str, bytes]] = asyncio.Queue(maxsize=10_000)
         self._tasks: list[asyncio.Task[None]] = []
+        self.locks = ClusterLocks(url, self.node)
 
     async def __aenter__(self) -> Cluster:
         self._tasks = [
@@ -102,12 +205,19 @@ class Cluster:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.locks.aclose()
 
     # -- what rooms call ------------------------------------------------------------------
 
     def publish(self, room_id: int, update: bytes) -> None:
         """Tell the other nodes what this node's peers changed in ``room_id``'s presence."""
         self._post("s", room_id, update)
+
+    @asynccontextmanager
+    async def exclusive(self, room_id: int, key: str) -> AsyncIterator[None]:
+        """Hold ``key`` of ``room_id`` alone in the whole cluster for the block."""
+        async with self.locks.held(room_id, lock_key(key)):
+            yield
 
     def joined(self, room: Room) -> None:
         """A room was loaded: catch up with its log, and ask the others for its presence."""

@@ -216,6 +216,7 @@ class Hub:
             await stack.enter_async_context(self.store)
             if self.cluster is not None:
                 await stack.enter_async_context(self.cluster)
+                self.ai.cluster_slots = self.cluster.locks
             stack.push_async_callback(self._close_rooms)  # after serving stops, before the store
             self._server = await serve(
                 self._serve,

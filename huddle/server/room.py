@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
 
 import pycrdt
@@ -36,10 +37,14 @@ _CLOSING: set[asyncio.Future[None]] = set()  # closes under way (a task needs a 
 _FOLLOW_PAGE = 256  # stored updates read at a time while following other nodes
 
 
-class PresenceRelay(Protocol):
-    """Where a room sends its own peers' presence changes for other nodes (the cluster)."""
+class ClusterLink(Protocol):
+    """What a room of a cluster node asks of the cluster (``huddle.server.cluster``)."""
 
-    def publish(self, room_id: int, update: bytes) -> None: ...
+    def publish(self, room_id: int, update: bytes) -> None:
+        """Send this node's peers' presence changes to the other nodes."""
+
+    def exclusive(self, room_id: int, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` alone in the whole cluster."""
 
 
 class TokenBucket:
@@ -96,7 +101,7 @@ class Room:
         self._limits = limits
         self._compact_every = compact_every
         self._metrics = metrics
-        self.relay: PresenceRelay | None = None  # set by a hub in a cluster
+        self.relay: ClusterLink | None = None  # set by a hub in a cluster
         self.applied_seq = record.next_seq - 1  # every update up to it is in the doc
         self._ahead: set[int] = set()  # own commits past applied_seq (others' come between)
         self._following: asyncio.Task[None] | None = None
@@ -210,6 +215,12 @@ class Room:
         removal = self.presence.drop(node)
         if removal is not None:
             self._send(self.peers, wire.encode(wire.AwarenessMessage(removal)))
+
+    async def follow_all(self) -> None:
+        """Apply everything committed so far (by any node)."""
+        self.follow()
+        while self._following is not None:
+            await asyncio.shield(self._following)
 
     def follow(self, upto: int | None = None) -> None:
         """Read and apply what other nodes committed after ``applied_seq`` (up to ``upto``, a
@@ -478,22 +489,35 @@ class Room:
         if path in schema.files(self.doc) or path in self._creating:
             return False
         self._creating.add(path)
+        exclusive = (
+            nullcontext()
+            if self.relay is None
+            else self.relay.exclusive(self.room_id, f"create/{path}")
+        )
         try:
-            scratch: Doc[Any] = Doc()
-            scratch.apply_update(self.doc.get_update())
-            before = scratch.get_state()
-            schema.files(scratch)[path] = Text(content)
-            update = scratch.get_update(before)
-            if self.size_bytes + len(update) > self._limits.max_document_bytes:
-                raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
-            if self._nesting is not None or self._nesting_read is not None:
-                self._check_nesting(updates.decode(update, max_depth=1 << 30, deletes=False))
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            await self._store.append(self._enqueue(user, update, sender=None, done=done))
-            await done
-            return True
+            async with exclusive:  # in a cluster: no other node creates it meanwhile
+                return await self._create_file(user, path, content)
         finally:
             self._creating.discard(path)
+
+    async def _create_file(self, user: str, path: str, content: str) -> bool:
+        if self.relay is not None:
+            await self.follow_all()  # what other nodes committed before the lock was ours
+            if path in schema.files(self.doc):
+                return False
+        scratch: Doc[Any] = Doc()
+        scratch.apply_update(self.doc.get_update())
+        before = scratch.get_state()
+        schema.files(scratch)[path] = Text(content)
+        update = scratch.get_update(before)
+        if self.size_bytes + len(update) > self._limits.max_document_bytes:
+            raise ConnectionRejected(CloseCode.TOO_LARGE, "document size limit reached")
+        if self._nesting is not None or self._nesting_read is not None:
+            self._check_nesting(updates.decode(update, max_depth=1 << 30, deletes=False))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._store.append(self._enqueue(user, update, sender=None, done=done))
+        await done
+        return True
 
     # -- CommitSink ----------------------------------------------------------------------
 
