@@ -23,7 +23,15 @@ from huddle.collab.schema import file_texts
 from huddle.config import HuddleConfig
 from huddle.protocol import RpcError, room_url
 from huddle.server import logs
-from huddle.server.auth import DELEGATE, KEY_FILE, Role, TokenSigner, name_problem, rotate_key
+from huddle.server.auth import (
+    DELEGATE,
+    KEY_FILE,
+    Role,
+    TokenSigner,
+    load_or_create_key,
+    name_problem,
+    rotate_key,
+)
 from huddle.server.datadir import read_owner
 from huddle.server.hub import ROOM_NAME, Hub
 from huddle.server.postgres import PostgresDatabase
@@ -118,6 +126,21 @@ def _parser() -> argparse.ArgumentParser:
 
     rooms = sub.add_parser("rooms", help="list stored rooms with file counts and sizes")
     data_dir(rooms)
+
+    copy = sub.add_parser(
+        "copy-rooms",
+        help="copy rooms (journal, history and all) from a data directory's SQLite store into "
+        "a cluster's PostgreSQL",
+    )
+    copy.add_argument("rooms", nargs="*", type=parse_room, help="default: every room")
+    copy.add_argument("--data-dir", type=Path, help="the hub's data directory to copy from")
+    copy.add_argument("--store", required=True, metavar="postgresql://...")
+    copy.add_argument(
+        "--with-key",
+        action="store_true",
+        help="also make the data directory's signing key the cluster's, so the invites already "
+        "given keep working (and every token of the cluster's old key is revoked)",
+    )
 
     lsp = sub.add_parser("lsp", help="the language server (stdio); editors start it")
     lsp.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
@@ -275,6 +298,37 @@ def _rooms(config: HuddleConfig) -> int:
     return 0
 
 
+def _copy_rooms(config: HuddleConfig, args: argparse.Namespace) -> int:
+    url = config.hub.store.url
+    assert url is not None  # --store is required
+    source, target = Database.in_dir(config.hub.data_dir), PostgresDatabase(url)
+    failed = 0
+    try:
+        for name in args.rooms or [info.name for info in source.rooms()]:
+            room = source.export_room(name)
+            if room is None:
+                print(f"{name}: no such room in {config.hub.data_dir}", file=sys.stderr)
+                failed += 1
+            elif not target.import_room(room):
+                print(
+                    f"{name}: the cluster already has a room of that name; left as is",
+                    file=sys.stderr,
+                )
+                failed += 1
+            else:
+                print(
+                    f"{name}: copied {len(room.updates)} updates, "
+                    f"{len(room.history)} history points"
+                )
+        if args.with_key:
+            target.rotate_signing_key(load_or_create_key(config.hub.data_dir))
+            print("the data directory's signing key is now the cluster's")
+    finally:
+        source.close()
+        target.close()
+    return 1 if failed else 0
+
+
 def _ago(ts: float) -> str:
     import time
 
@@ -303,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return _invite(config, args)
     if args.command == "keys":
         return _rotate_keys(config)
+    if args.command == "copy-rooms":
+        return _copy_rooms(config, args)
     return _rooms(config)
 
 

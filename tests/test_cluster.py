@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -21,9 +23,10 @@ from pycrdt import Text
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
 from huddle.server.errors import CloseCode
+from huddle.server.store import Database
 from tests.support.cluster import HubCluster, stored_texts
 from tests.support.haproxy import HAProxy
-from tests.support.peers import NodeClient, close_of, eventually
+from tests.support.peers import HubProcess, NodeClient, close_of, eventually, token
 from tests.support.postgres import PostgresServer
 
 ROOM = "team/cluster"
@@ -296,3 +299,54 @@ async def test_ai_slots_hold_across_nodes_and_die_with_their_node(pg_url: str) -
 async def _enter(slot: AbstractAsyncContextManager[None]) -> None:
     async with slot:
         pass
+
+
+async def test_a_rooms_move_from_sqlite_into_the_cluster_with_its_tokens(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`huddle copy-rooms --with-key`: the room (journal and all) and the hub's signing key go
+    into PostgreSQL, so the join links already given work on every node; `huddle rooms` and
+    `huddle invite` work against the cluster's URL."""
+    data_dir = tmp_path / "single"
+    old_token = token(data_dir, ROOM, "ann")
+    async with HubProcess(data_dir) as single, NodeClient(single.url, ROOM, old_token) as ann:
+        await ann.wait_event("synced")
+        await ann.request("append", file=FILE, text="typed on one machine")
+        await eventually(lambda: _stored_journal(data_dir) > 0, what="the commit")
+    copied = _huddle("copy-rooms", "--data-dir", str(data_dir), "--store", pg_url, "--with-key")
+    assert f"{ROOM}: copied" in copied
+    assert "already has" in _huddle(
+        "copy-rooms", "--data-dir", str(data_dir), "--store", pg_url, check=False
+    )
+    assert ROOM in _huddle("rooms", "--store", pg_url)
+    async with HubCluster(pg_url, tmp_path, 2) as cluster:
+        invite = _huddle(
+            "invite", ROOM, "--user", "bob", "--store", pg_url, "--url", cluster.nodes[1].url
+        )
+        new_token = re.search(r"token: (\S+)", invite)
+        assert new_token is not None
+        async with (
+            NodeClient(cluster.nodes[0].url, ROOM, old_token) as ann,
+            NodeClient(cluster.nodes[1].url, ROOM, new_token[1]) as bob,
+        ):
+            for peer in (ann, bob):
+                await peer.wait_event("synced")
+                assert (await peer.files()) == {FILE: "typed on one machine"}
+    assert stored_texts(pg_url, ROOM) == {FILE: "typed on one machine"}
+
+
+def _stored_journal(data_dir: Path) -> int:
+    db = Database.in_dir(data_dir)
+    try:
+        return len(db.journal(ROOM))
+    finally:
+        db.close()
+
+
+def _huddle(*args: str, check: bool = True) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "huddle.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr

@@ -84,6 +84,7 @@ class Buffer:
         final_newline: bool = False,
         line_diffs: bool = False,
         late_applies: bool = False,
+        normalizes_eol: bool = False,
     ) -> None:
         bridge = Bridge(
             text,
@@ -94,6 +95,7 @@ class Buffer:
             final_newline=final_newline,
             line_diffs=line_diffs,
             late_applies=late_applies,
+            normalizes_eol=normalizes_eol,
         )
         for version, changes in self.recorded:
             bridge.local_change(version, changes)

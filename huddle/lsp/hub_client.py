@@ -1,7 +1,9 @@
 """A y-websocket client that keeps a pycrdt ``Doc`` in sync with a hub room.
 
 It reconnects by itself (exponential backoff with full jitter) and resynchronises with the
-two-step sync on every connection, so edits made while offline merge on reconnect.
+two-step sync on every connection, so edits made while offline merge on reconnect. Given several
+addresses (the nodes of a cluster) it tries them in turn, the next one at once when one fails:
+it waits only after every address has failed, so a dead node costs nothing while another lives.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import itertools
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, TypeVar
@@ -65,7 +67,7 @@ class Status(StrEnum):
 class HubClient:
     def __init__(
         self,
-        hub_url: str,
+        hub_url: str | Sequence[str],
         room: str,
         token: str | None,
         doc: Doc[Any] | None = None,
@@ -77,8 +79,11 @@ class HubClient:
         on_awareness: Callable[[dict[int, dict[str, Any]]], None] | None = None,
     ) -> None:
         self.doc: Doc[Any] = doc if doc is not None else Doc()
-        self.url = room_url(hub_url, room, token)
         self.room = room
+        self._token = token
+        self.hubs: tuple[str, ...] = ()
+        self._current = 0
+        self.use(hub_url)
         self.status = Status.CONNECTING
         self.status_reason = ""
         # Informational only: the hub enforces the role whatever the client believes.
@@ -129,6 +134,23 @@ class HubClient:
         self._set_status(Status.CLOSED, "")
 
     # -- state ---------------------------------------------------------------------------
+
+    def use(self, hub_url: str | Sequence[str]) -> None:
+        """Connect to these addresses from the next attempt on (the first one first)."""
+        self.hubs = (hub_url,) if isinstance(hub_url, str) else tuple(hub_url)
+        if not self.hubs:
+            raise ValueError("no hub address")
+        self._current = 0
+
+    @property
+    def hub_url(self) -> str:
+        """The address connected to, or being tried."""
+        return self.hubs[self._current]
+
+    @property
+    def url(self) -> str:
+        """The current address's room URL, with the token (the same for every node)."""
+        return room_url(self.hub_url, self.room, self._token)
 
     def _set_status(self, status: Status, reason: str) -> None:
         if (status, reason) == (self.status, self.status_reason):
@@ -274,21 +296,24 @@ class HubClient:
     # -- connection ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
+        attempt = 0  # rounds in a row without a connection: the backoff's exponent
+        tried = 0  # addresses tried since the last wait
         while True:
             closed: tuple[int | None, str] = (None, "")
+            hub_url = self.hub_url
             try:
                 async with connect(
                     self.url, ssl=self._ssl, compression=None, max_size=None, open_timeout=10
                 ) as ws:
                     attempt = 0
+                    log.info("connected to the hub at %s (room %s)", hub_url, self.room)
                     await self._session(ws)
                 closed = (ws.close_code, ws.close_reason or "")
             except ConnectionClosed as exc:
                 if exc.rcvd is not None:
                     closed = (exc.rcvd.code, exc.rcvd.reason)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
-                log.debug("cannot reach the hub: %s", exc)
+                log.debug("cannot reach the hub at %s: %s", hub_url, exc)
             except InvalidURI as exc:
                 self._set_status(Status.REJECTED, f"invalid hub URL: {exc}")
                 return
@@ -303,7 +328,15 @@ class HubClient:
                 self._set_status(Status.REJECTED, reason)
                 log.error("hub refused %s: %s", self.room, reason)
                 return
+            if self.status is Status.CONNECTED:
+                log.info("lost the hub at %s: %s", hub_url, reason or "connection closed")
             self._set_status(Status.RECONNECTING, reason or "hub unreachable")
+            if hub_url == self.hub_url:  # not retargeted meanwhile (``use``): round robin
+                self._current = (self._current + 1) % len(self.hubs)
+            tried += 1
+            if tried < len(self.hubs):
+                continue  # another node may be live: no wait before it
+            tried = 0
             attempt += 1
             ceiling = min(self._max_backoff, self._min_backoff * 2**attempt)
             await asyncio.sleep(random.uniform(self._min_backoff / 2, ceiling))  # full jitter

@@ -127,6 +127,9 @@ class HuddleServer(LanguageServer):
         # Its "applied: true" is true (not Neovim's, said for skipped edits): see
         # Bridge.late_applies.
         self.late_applies = False
+        # It rewrites the line breaks of the edits it applies to its own (VS Code says so in
+        # its capabilities): see Bridge.normalizes_eol.
+        self.normalizes_eol = False
         self.session: Session | None = None
         self.buffers: dict[str, Buffer] = {}
         self.origin = ("huddle-lsp", id(self))
@@ -244,6 +247,7 @@ class HuddleServer(LanguageServer):
                     final_newline=self.final_newline,
                     line_diffs=self.line_diffs,
                     late_applies=self.late_applies,
+                    normalizes_eol=self.normalizes_eol,
                 )
                 log.info("shared %s", buffer.path)
                 if self._focus == buffer.uri:
@@ -323,6 +327,9 @@ def initialize(ls: HuddleServer, params: lsp.InitializeParams) -> None:
     neovim = params.client_info is not None and params.client_info.name == "Neovim"
     ls.final_newline = ls.line_diffs = neovim
     ls.late_applies = params.client_info is not None and not neovim
+    workspace = params.capabilities.workspace
+    edit = workspace.workspace_edit if workspace is not None else None
+    ls.normalizes_eol = bool(edit is not None and edit.normalizes_line_endings)
     try:
         ls.settings = resolve(params.initialization_options, ls.root)
     except SettingsError as exc:

@@ -21,7 +21,7 @@ from pycrdt import Doc
 
 from huddle.lsp.hub_client import HubClient, Status, claimed
 from huddle.lsp.settings import LspSettings
-from huddle.protocol import ConnectionState, EditorStatus, room_url
+from huddle.protocol import ConnectionState, EditorStatus
 from huddle.server.solo import HubRunning, solo_base, solo_hub, solo_token
 
 log = logging.getLogger("huddle.lsp.session")
@@ -53,8 +53,6 @@ class Session:
         self.runs_hub = False  # solo mode: this process runs the workspace's hub
         self.client: HubClient | None = None
         self._solo_data_dir = solo_dir(solo_data_dir or solo_base(), workspace)
-        self.hub_url: str | None = None
-        self._solo_token: str | None = None
         self._on_status = on_status
         self._on_peers = on_peers
         self._stack = contextlib.AsyncExitStack()
@@ -62,18 +60,17 @@ class Session:
     async def __aenter__(self) -> Session:
         try:
             token: str | None
+            urls: tuple[str, ...]
             if self.settings.solo:
                 # Hubs started here (now or on taking over) close after the client.
                 hubs = await self._stack.enter_async_context(contextlib.AsyncExitStack())
-                url = await self._solo_hub(hubs)
-                token = self._solo_token = solo_token(self._solo_data_dir, self.room, self.user)
+                urls = (await self._solo_hub(hubs),)
+                token = solo_token(self._solo_data_dir, self.room, self.user)
             else:
-                assert self.settings.hub is not None
-                url, token = self.settings.hub, self.settings.token
-            self.hub_url = url
+                urls, token = self.settings.hubs, self.settings.token
             self.client = await self._stack.enter_async_context(
                 HubClient(
-                    url,
+                    urls,
                     self.room,
                     token,
                     self.doc,
@@ -133,10 +130,13 @@ class Session:
             if self.runs_hub:  # our own hub cannot go away under us
                 await client.wait_status(Status.CONNECTED, Status.CLOSED, Status.REJECTED)
                 continue
-            url = await self._solo_hub(hubs, lost=self.hub_url)
-            self.hub_url = url
-            client.url = room_url(url, self.room, self._solo_token)
+            client.use(await self._solo_hub(hubs, lost=client.hub_url))
             await client.wait_status(Status.CONNECTED, Status.CLOSED, Status.REJECTED)
+
+    @property
+    def hub_url(self) -> str | None:
+        """The hub address connected to (or being tried: one of a cluster's)."""
+        return None if self.client is None else self.client.hub_url
 
     def describe(self, **extra: Any) -> EditorStatus:
         """The payload of ``huddle/status`` and of the ``huddle.status`` command; ``extra``:

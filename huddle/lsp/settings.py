@@ -1,15 +1,19 @@
 """Where ``huddle lsp`` connects. First match wins, field by field: LSP initializationOptions,
-``HUDDLE_*`` environment variables, ``huddle.toml`` in the workspace root. No hub: solo mode."""
+``HUDDLE_*`` environment variables, ``huddle.toml`` in the workspace root. No hub: solo mode.
+
+``hub`` is one address or several (the nodes of a cluster, tried in turn): a list in
+initializationOptions and ``huddle.toml``, comma-separated in ``HUDDLE_HUB_URL``."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from huddle.lsp.errors import SettingsError
 
@@ -23,12 +27,15 @@ ENV = {
     "apply_edit_timeout_s": "HUDDLE_APPLY_EDIT_TIMEOUT_S",
     "edit_retry_backoff_s": "HUDDLE_EDIT_RETRY_BACKOFF_S",
 }
+HUB_ADDRESS = re.compile(r"wss?://[^\s,]+")
 
 
 class LspSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hub: str | None = Field(None, pattern=r"^wss?://")
+    hub: str | tuple[str, ...] | None = Field(
+        None, description="the hub's address, or a list of them (a cluster's nodes)"
+    )
     token: str | None = None
     room: str | None = Field(None, min_length=1, max_length=200)
     user: str | None = Field(None, min_length=1, max_length=64)
@@ -46,6 +53,26 @@ class LspSettings(BaseModel):
         description="after the editor rejects an edit, how long to wait at most for its next "
         "change before sending again (doubled with each rejection in a row, up to 8 s)",
     )
+
+    @field_validator("hub")
+    @classmethod
+    def _addresses(cls, hub: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if hub is None:
+            return None
+        addresses = tuple(a.strip() for a in ((hub,) if isinstance(hub, str) else hub))
+        for address in addresses:
+            if not HUB_ADDRESS.fullmatch(address):
+                raise ValueError(
+                    f"{address[:200]!r} is not one ws:// or wss:// address (several: a list)"
+                )
+        if not addresses:
+            raise ValueError("an empty list (leave the setting out for solo mode)")
+        return addresses[0] if isinstance(hub, str) else addresses
+
+    @property
+    def hubs(self) -> tuple[str, ...]:
+        """Every address to try, in order; empty in solo mode."""
+        return (self.hub,) if isinstance(self.hub, str) else self.hub or ()
 
     @property
     def solo(self) -> bool:
@@ -78,7 +105,10 @@ def resolve(
         if not isinstance(init_options, dict):
             raise SettingsError("invalid Huddle settings in initializationOptions: not an object")
         layers.append(("initializationOptions", init_options))
-    layers.append(("the environment", {k: environ[v] for k, v in ENV.items() if environ.get(v)}))
+    from_env: dict[str, Any] = {k: environ[v] for k, v in ENV.items() if environ.get(v)}
+    if "," in from_env.get("hub", ""):
+        from_env["hub"] = [a for a in from_env["hub"].split(",") if a.strip()]
+    layers.append(("the environment", from_env))
     if root is not None and (root / SETTINGS_FILE).is_file():
         try:
             data = tomllib.loads((root / SETTINGS_FILE).read_text(encoding="utf-8"))

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from huddle.server.errors import StoreUnavailable
-from huddle.server.store import Pending, RoomRecord, SqlDatabase, _Cursor
+from huddle.server.store import Pending, RoomExport, RoomRecord, SqlDatabase, _Cursor
 
 log = logging.getLogger("huddle.postgres")
 
@@ -232,6 +232,37 @@ class PostgresDatabase(SqlDatabase):
         log.info("a commit cut off by a lost connection had landed (%d updates)", len(batch))
         return True
 
+    def import_room(self, room: RoomExport) -> bool:
+        """Store an exported room under its name, rows and numbers as they were; False (and
+        nothing written) if the database already has a room of that name."""
+        with self._transaction():
+            row = self._execute(
+                "INSERT INTO rooms (name, created) VALUES (?, ?) ON CONFLICT (name) DO NOTHING "
+                "RETURNING id",
+                (room.name, room.created),
+            ).fetchone()
+            if row is None:
+                return False
+            room_id = int(row[0])
+            last = max([int(r[0]) for r in room.updates + room.snapshots] or [0])
+            self._execute("UPDATE rooms SET next_seq = ? WHERE id = ?", (last + 1, room_id))
+            inserts = {
+                'updates (room_id, seq, ts, "user", data, uid)': [
+                    (room_id, *r, f"import:{room_id}:{r[0]}") for r in room.updates
+                ],
+                "snapshots (room_id, seq, ts, state)": [(room_id, *r) for r in room.snapshots],
+                "history (room_id, seq, ts, state)": [(room_id, *r) for r in room.history],
+                "journal_trimmed (room_id, seq)": [(room_id, *r) for r in room.trimmed],
+                'last_seen (room_id, "user", ts)': [(room_id, *r) for r in room.last_seen],
+            }
+            with self._live.cursor() as cur:
+                for target, values in inserts.items():
+                    if values:
+                        marks = ", ".join(["%s"] * len(values[0]))
+                        sql = f"INSERT INTO {target} VALUES ({marks})"  # noqa: S608 (constants)
+                        cur.executemany(sql, values)
+        return True
+
     def signing_key(self) -> bytes:
         """The cluster's token signing key, created by the first node that asks."""
         self._execute(
@@ -240,8 +271,9 @@ class PostgresDatabase(SqlDatabase):
         )
         return bytes(self._execute("SELECT key FROM signing_key WHERE id = 1").fetchone()[0])
 
-    def rotate_signing_key(self) -> bytes:
-        key = secrets.token_bytes(32)
+    def rotate_signing_key(self, key: bytes | None = None) -> bytes:
+        """A new signing key (or ``key``, a hub's ``hub.key`` moving into the cluster)."""
+        key = key or secrets.token_bytes(32)
         self._execute(
             "INSERT INTO signing_key (id, key) VALUES (1, ?) "
             "ON CONFLICT (id) DO UPDATE SET key = excluded.key",

@@ -131,6 +131,19 @@ class RoomInfo:
     last_update: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class RoomExport:
+    """A room's rows, table by table (each row without its room id)."""
+
+    name: str
+    created: float
+    updates: list[tuple[Any, ...]]  # seq, ts, user, data
+    snapshots: list[tuple[Any, ...]]  # seq, ts, state
+    history: list[tuple[Any, ...]]  # seq, ts, state
+    trimmed: list[tuple[Any, ...]]  # seq
+    last_seen: list[tuple[Any, ...]]  # user, ts
+
+
 class CommitSink(Protocol):
     def committed(self, entries: list[Pending]) -> None: ...
 
@@ -401,6 +414,27 @@ class SqlDatabase(ABC):
             RoomInfo(str(n), float(c), int(k), None if t is None else float(t))
             for n, c, k, t in rows
         ]
+
+    def export_room(self, name: str) -> RoomExport | None:
+        """Every stored row of ``name``, to move it into another store (``huddle copy-rooms``)."""
+        room_id = self.room_id(name)
+        if room_id is None:
+            return None
+        created = self._execute("SELECT created FROM rooms WHERE id = ?", (room_id,)).fetchone()
+
+        def rows(table: str, columns: str) -> list[tuple[Any, ...]]:
+            sql = f"SELECT {columns} FROM {table} WHERE room_id = ? ORDER BY 1"  # noqa: S608
+            return [tuple(r) for r in self._execute(sql, (room_id,)).fetchall()]
+
+        return RoomExport(
+            name=name,
+            created=float(created[0]),
+            updates=rows("updates", 'seq, ts, "user", data'),
+            snapshots=rows("snapshots", "seq, ts, state"),
+            history=rows("history", "seq, ts, state"),
+            trimmed=rows("journal_trimmed", "seq"),
+            last_seen=rows("last_seen", '"user", ts'),
+        )
 
 
 class Database(SqlDatabase):
