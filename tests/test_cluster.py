@@ -241,6 +241,10 @@ async def test_every_node_enforces_tokens_and_read_only(pg_url: str, tmp_path: P
             text.insert(len(text), " and more")
             await eventually(lambda: stored_texts(pg_url, ROOM) == {FILE: "shared and more"})
         assert file_texts(editor.doc) == {FILE: "shared and more"}
+    with psycopg.connect(pg_url) as db:  # nothing refused left a row anywhere
+        assert db.execute("SELECT name FROM rooms").fetchall() == [(ROOM,)]
+        users = db.execute('SELECT DISTINCT "user" FROM updates').fetchall()
+        assert users == [("ed",)]
 
 
 async def test_two_nodes_creating_one_file_at_once_create_it_once(
