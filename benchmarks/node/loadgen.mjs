@@ -2,6 +2,7 @@
 //
 // Usage: node loadgen.mjs CONFIG.json
 //   {"url": "ws://127.0.0.1:PORT", "room": "bench", "clients": 50, "tokens": [..] | null,
+//    "urls": ["ws://127.0.0.1:P1", ...] | null,
 //    "rate": 10, "warmup": 3, "duration": 10, "grace": 5, "connectTimeout": 60,
 //    "clientsDir": "/path/to/tests/node", "client": "y-websocket" | "hocuspocus",
 //    "mode": "fanout" | "rooms", "rooms": [20, 520], "roomTokens": [..] | null,
@@ -11,11 +12,17 @@
 // client "hocuspocus": @hocuspocus/provider clients from this folder (Hocuspocus prefixes
 // every message with the document name, which stock y-websocket clients do not speak).
 //
+// urls (several nodes of one clustered server): client i connects to urls[i % urls.length]
+// instead of url, and the result splits latency and deliveries into same-node (sender and
+// receiver on one node) and cross-node ones.
+//
 // mode "fanout": every client inserts a token "|<sender>:<seq>|" at the end of the shared
 // Y.Text files["bench.txt"] `rate` times a second. Every client observes the text and, for each
 // token another client inserted, records the latency (receive time - send time; one process,
 // one clock: performance.now()). Tokens sent during the measured window are followed until
-// every other client has them or `grace` seconds after the window have passed.
+// every other client has them or `grace` seconds after the window have passed; the result also
+// counts the deliveries missing of every token sent, warmup included (missing_all), and whether
+// all clients ended with the same text (converged).
 // stdout carries JSON lines: {"event":"ready"}, {"event":"measure_start"},
 // {"event":"measure_end"} and finally {"event":"result", ...}; the driver samples the
 // server's CPU and memory between measure_start and measure_end.
@@ -60,10 +67,10 @@ const { default: WebSocket } = await import(esmEntry(wsDir))
  * from it whatever the protocol: `synced` (resolves once the first sync is done), `onClose`,
  * `confirmed` (resolves once the server has every local change made so far) and `destroy`.
  */
-const openProvider = (room, doc, token) => {
+const openProvider = (room, doc, token, url = config.url) => {
   if (CLIENT === 'hocuspocus') {
     const provider = new providerModule.HocuspocusProvider({
-      url: config.url,
+      url,
       name: room,
       document: doc,
       token: token ?? 'none',
@@ -86,7 +93,7 @@ const openProvider = (room, doc, token) => {
       destroy: () => provider.destroy()
     }
   }
-  const provider = new providerModule.WebsocketProvider(config.url, room, doc, {
+  const provider = new providerModule.WebsocketProvider(url, room, doc, {
     WebSocketPolyfill: WebSocket,
     params: token ? { token } : {},
     disableBc: true
@@ -134,6 +141,12 @@ const GRACE = (config.grace ?? 5) * 1000
 const CONNECT_TIMEOUT = (config.connectTimeout ?? 60) * 1000
 const FILE = 'bench.txt'
 const TOKEN = /\|(\d+):(\d+)\|/g
+const URLS = config.urls ?? [config.url]
+const nodeOf = (i) => i % URLS.length
+// clients on each node: a window token of a sender on node k is due at nodeSize[k] - 1
+// same-node receivers and N - nodeSize[k] cross-node ones
+const nodeSize = URLS.map(() => 0)
+for (let i = 0; i < N; i++) nodeSize[nodeOf(i)]++
 
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 const fail = (message) => {
@@ -173,17 +186,32 @@ let deliveredOfWindow = 0 // deliveries of tokens sent inside the window (any re
 let duplicates = 0
 let eventsInWindow = 0 // remote transactions that changed the text, over all clients
 const latencies = new Samples()
+const latenciesSame = new Samples() // sender and receiver on the same node
+const latenciesCross = new Samples()
+let expectedSame = 0 // window deliveries due between clients of one node
+let deliveredSame = 0
+let sentAll = 0 // every token sent, warmup included
+let deliveredAll = 0 // deliveries of any token sent (each (token, receiver) pair once: Yjs dedups)
 let drained = null // resolves when every window token reached every other client
 
 const onToken = (receiver, sender, seq, now) => {
   if (sender === receiver) { duplicates++; return }
   const sent = sendTimes[sender]?.[seq]
   if (sent === undefined) return
+  deliveredAll++
   if (now >= windowStart && now < windowEnd) receivedInWindow++
   if (sent >= windowStart && sent < windowEnd) {
     deliveredOfWindow++
     latencies.push(now - sent)
-    if (drained && deliveredOfWindow >= sentInWindow * (N - 1)) drained()
+    if (nodeOf(sender) === nodeOf(receiver)) {
+      deliveredSame++
+      latenciesSame.push(now - sent)
+    } else {
+      latenciesCross.push(now - sent)
+    }
+  }
+  if (drained && deliveredOfWindow >= sentInWindow * (N - 1) && deliveredAll >= sentAll * (N - 1)) {
+    drained()
   }
 }
 
@@ -194,7 +222,7 @@ let stopping = false
 const connect = (i) => new Promise((resolve, reject) => {
   const doc = new Y.Doc()
   const token = config.tokens ? config.tokens[i] : null
-  const provider = openProvider(config.room, doc, token)
+  const provider = openProvider(config.room, doc, token, URLS[nodeOf(i)])
   const client = { i, doc, provider, files: doc.getMap('files'), seq: 0, timer: null }
   const timer = setTimeout(() => reject(new Error(`client ${i} did not sync`)), CONNECT_TIMEOUT)
   const done = () => { clearTimeout(timer); resolve(client) }
@@ -240,7 +268,11 @@ const send = (client) => {
   const seq = client.seq++
   const now = performance.now()
   sendTimes[client.i][seq] = now
-  if (now >= windowStart && now < windowEnd) sentInWindow++
+  sentAll++
+  if (now >= windowStart && now < windowEnd) {
+    sentInWindow++
+    expectedSame += nodeSize[nodeOf(client.i)] - 1
+  }
   client.text.insert(client.text.length, `|${client.i}:${seq}|`)
 }
 
@@ -350,7 +382,7 @@ const main = async () => {
 
   const expected = sentInWindow * (N - 1)
   const drainStart = performance.now()
-  if (deliveredOfWindow < expected) {
+  if (deliveredOfWindow < expected || deliveredAll < sentAll * (N - 1)) {
     await Promise.race([new Promise((resolve) => { drained = resolve }), sleep(GRACE)])
   }
   const drainSeconds = (performance.now() - drainStart) / 1000
@@ -359,6 +391,11 @@ const main = async () => {
   const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : null
   const seconds = DURATION / 1000
   const round = (v, d = 3) => (v === null ? null : Math.round(v * 10 ** d) / 10 ** d)
+  const summary = (samples) => {
+    const s = samples.sorted()
+    return { p50: round(percentile(s, 50)), p99: round(percentile(s, 99)), count: s.length }
+  }
+  const lengths = clients.map((c) => c.text.length)
   emit({
     event: 'result',
     clients: N,
@@ -391,7 +428,16 @@ const main = async () => {
       ms: QUANTILES.map((q) => round(percentile(sorted, q)))
     },
     loadgen_event_loop_utilization: round(elu.utilization),
-    text_length: clients[0].text.length
+    text_length: clients[0].text.length,
+    nodes: URLS.length,
+    // same-node: sender and receiver connected to the same node; cross-node: to different ones
+    latency_same_node_ms: summary(latenciesSame),
+    latency_cross_node_ms: summary(latenciesCross),
+    missing_same_node: expectedSame - deliveredSame,
+    missing_cross_node: (expected - expectedSame) - (deliveredOfWindow - deliveredSame),
+    sent_all: sentAll,
+    missing_all: sentAll * (N - 1) - deliveredAll,
+    converged: lengths.every((n) => n === lengths[0])
   })
 
   stopping = true
