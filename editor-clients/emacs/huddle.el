@@ -45,8 +45,10 @@
   "Major modes (and the modes derived from them) whose buffers Huddle shares."
   :type '(repeat symbol))
 
-(defcustom huddle-hub nil "Hub URL (ws://host:8765); nil: the environment, huddle.toml or solo."
-  :type '(choice (const nil) string))
+(defcustom huddle-hub nil
+  "Hub URL (ws://host:8765), or a list of a cluster's nodes, tried in turn.
+nil: the environment, huddle.toml or solo."
+  :type '(choice (const nil) string (repeat string)))
 (defcustom huddle-room nil "Room name; nil: the environment, huddle.toml or the folder's name."
   :type '(choice (const nil) string))
 (defcustom huddle-token nil "Access token for the hub." :type '(choice (const nil) string))
@@ -87,7 +89,9 @@
 
 (defun huddle--initialization-options (_server)
   "The `initializationOptions' for `huddle lsp': the customisations, then `huddle-join'."
-  (let ((options (list :hub huddle-hub :room huddle-room :token huddle-token
+  ;; A list goes out as a JSON array only as a vector (a list would be read as an object).
+  (let ((options (list :hub (if (consp huddle-hub) (vconcat huddle-hub) huddle-hub)
+                       :room huddle-room :token huddle-token
                        :user huddle-user :color huddle-color)))
     (cl-loop for (key value) on huddle--join by #'cddr
              do (setq options (plist-put options key value)))

@@ -237,6 +237,12 @@ class HubClient:
                     await ws.send(_encode(RpcCancel(id=request_id)))
             raise
         except ConnectionClosed:
+            # Not synced any more, from now: ``_run`` may not have seen the close yet, and a
+            # caller that retries once synced again (the editor's binding of a file) would
+            # otherwise retry at once, in a loop that never yields to let it (send raises at
+            # once on a closed connection).
+            if self._ws is ws:
+                self.synced.clear()
             raise RpcError("disconnected", "lost the hub connection") from None
         finally:
             self._calls.pop(request_id, None)

@@ -17,7 +17,7 @@ import {
 } from 'vscode-languageclient/node';
 
 import * as P from './core/protocol';
-import { initializationOptions, type Settings, tokenKey } from './core/settings';
+import { hubAddresses, initializationOptions, type Settings, tokenKeys } from './core/settings';
 import { type Lookup, missingServerMessage, resolveServerCommand, type ServerCommand } from './core/serverCommand';
 import { ServerLog } from './core/serverLog';
 import { NotificationProgressFeature, type ProgressListener } from './ui/progress';
@@ -36,12 +36,13 @@ export interface ClientEvents {
 export function readSettings(): Settings {
   const config = vscode.workspace.getConfiguration('huddle');
   const scope = config.get<string>('completionScope', 'auto');
+  const hub = config.get<unknown>('hub', '');
   // An untrusted workspace must not pick the command that runs: only the user's own setting counts.
   const command = vscode.workspace.isTrusted
     ? config.get<string[]>('server.command', [])
     : (config.inspect<string[]>('server.command')?.globalValue ?? []);
   return {
-    hub: config.get<string>('hub', ''),
+    hub: Array.isArray(hub) ? hubAddresses(hub) : typeof hub === 'string' ? hub : '',
     room: config.get<string>('room', ''),
     user: config.get<string>('user', ''),
     color: config.get<string>('color', ''),
@@ -166,7 +167,11 @@ export class HuddleClient implements vscode.Disposable {
       return;
     }
     const settings = readSettings();
-    const token = settings.hub ? await this.context.secrets.get(tokenKey(settings.hub, settings.room)) : undefined;
+    let token: string | undefined;
+    for (const key of tokenKeys(settings)) {
+      token = await this.context.secrets.get(key);
+      if (token) break;
+    }
     const options = initializationOptions(settings, token);
     const command = serverCommand(settings);
     if (command === undefined) {
@@ -181,7 +186,7 @@ export class HuddleClient implements vscode.Disposable {
     }
     this.output.info(
       `starting ${[command.command, ...command.args].join(' ')} (${command.source}); ` +
-        (options.hub ? `hub ${options.hub}, room ${options.room ?? '(workspace name)'}` : 'solo mode'),
+        (options.hub ? `hub ${hubAddresses(options.hub).join(', ')}, room ${options.room ?? '(workspace name)'}` : 'solo mode'),
     );
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }],

@@ -6,7 +6,7 @@ import { UI } from './core/ids';
 import { InviteError, parseInvite } from './core/invite';
 import { cursorParams, orderRange, type Teammate, teammates } from './core/presence';
 import * as P from './core/protocol';
-import { tokenKey } from './core/settings';
+import { hubAddresses, tokenKey, tokenKeys } from './core/settings';
 import { errorMessage, statusView } from './core/status';
 import { SESSION_SPANS, sessionRange, TITLES } from './core/summaries';
 import { type Presence, toPosition } from './ui/presence';
@@ -179,15 +179,15 @@ async function share(deps: Deps): Promise<void> {
 
 async function leave(deps: Deps): Promise<void> {
   const config = vscode.workspace.getConfiguration('huddle');
-  const hub = config.get<string>('hub', '');
-  if (!hub) {
+  const hub = hubAddresses(config.get<unknown>('hub', ''));
+  if (hub.length === 0) {
     void vscode.window.showInformationMessage('Huddle: not in a shared session (solo mode).');
     return;
   }
   const room = config.get<string>('room', '');
   await deps.reconfigure(async () => {
-    await deps.context.secrets.delete(tokenKey(hub, room));
-    const hubSetting = config.inspect<string>('hub');
+    for (const key of tokenKeys({ hub, room })) await deps.context.secrets.delete(key);
+    const hubSetting = config.inspect<unknown>('hub');
     const roomSetting = config.inspect<string>('room');
     for (const [key, setting] of [['hub', hubSetting], ['room', roomSetting]] as const) {
       if (setting?.workspaceFolderValue !== undefined) {

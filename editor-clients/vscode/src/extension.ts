@@ -9,7 +9,7 @@ import { codeUri, HuddleClient, readSettings } from './client';
 import { cursorOf, registerCommands } from './commands';
 import { UI } from './core/ids';
 import type { CursorParams } from './core/protocol';
-import { tokenKey } from './core/settings';
+import { tokenKeys } from './core/settings';
 import { Throttle } from './core/throttle';
 import { StreamingGhost } from './ui/ghost';
 import { Presence } from './ui/presence';
@@ -102,7 +102,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.workspace.onDidChangeWorkspaceFolders(restartSoon),
     context.secrets.onDidChange((e) => {
       const settings = readSettings();
-      if (!reconfiguring && settings.hub && e.key === tokenKey(settings.hub, settings.room)) restartSoon();
+      if (!reconfiguring && tokenKeys(settings).includes(e.key)) restartSoon();
     }),
   );
   void huddle.restart();

@@ -4,7 +4,7 @@ local M = {}
 
 M.defaults = {
   -- Where to connect (sent to `huddle lsp` as initializationOptions). No hub: solo mode.
-  hub = nil, -- "ws://127.0.0.1:8765"
+  hub = nil, -- "ws://127.0.0.1:8765", or a cluster's nodes: { "ws://node1:8765", "ws://node2:8765" }
   room = nil, -- "acme/webapp"; default: the workspace folder's name
   token = nil,
   user = nil, -- default: the token's user, else your login name
@@ -51,9 +51,26 @@ local function is_list_of_strings(value)
   return #value == vim.tbl_count(value)
 end
 
+local function is_hub_address(value)
+  return type(value) == "string" and value:match("^wss?://[^%s,]+$") ~= nil
+end
+
+-- One address, or several (a cluster's nodes, which `huddle lsp` tries in turn).
+local function is_hub(value)
+  if not is_list_of_strings(value) then
+    return is_hub_address(value)
+  end
+  for _, address in ipairs(value) do
+    if not is_hub_address(address) then
+      return false
+    end
+  end
+  return #value > 0
+end
+
 local CHECKS = {
   hub = function(v)
-    return type(v) == "string" and v:match("^wss?://") ~= nil, "a ws:// or wss:// URL"
+    return is_hub(v), "a ws:// or wss:// URL, or a list of them"
   end,
   room = function(v)
     return type(v) == "string" and #v > 0 and #v <= 200, "a room name (1-200 characters)"
