@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huddle.collab.positions import LineIndex, Position
 from huddle.collab.schema import file_texts
 from huddle.protocol import room_url
 from huddle.server.hub import Hub
@@ -106,6 +107,7 @@ WEIGHTS = {
 START_TIMEOUT = 120.0  # everything starts at once on two cores; each wait ends when it holds
 CONVERGE_TIMEOUT = 60.0
 CAS_TRIES = 8
+CUT_REPORT_TIMEOUT = 5.0  # VS Code reports a cut in milliseconds; a bound, not a pause
 
 
 class FuzzFailure(AssertionError):
@@ -518,7 +520,10 @@ class NvimPeer(CasPeer):
 class VSCodePeer(Peer):
     """The real workbench, edited with the keyboard. Its edits are made where the keys land
     whatever teammates did meanwhile (the ends of the file and of lines, whole lines), and every
-    deletion is a cut: the clipboard says exactly what it removed."""
+    deletion is a cut, whose deletion VS Code itself reports: what it removed is read from that
+    report (the clipboard is not enough: a teammate's text inserted at the edge of the selection
+    between the keys and the cut is cut too, as VS Code grows a selection at its edges, while
+    the clipboard held only what was selected before, seed 4006)."""
 
     def __init__(self, page: Page, server: CodeServer, tap: Path) -> None:
         self.name = "vscode"
@@ -527,22 +532,24 @@ class VSCodePeer(Peer):
         self.server = server
         self.tap = tap
         self.log_hint = str(tap)
+        self._tap_read = 0  # bytes of the tap read so far
+        self._buffer: LineIndex | None = None  # VS Code's text, replayed from its reports
+        # Each didChange since: (deleted, inserted) per change.
+        self._reports: list[list[tuple[str, str]]] = []
 
-    async def cut(self, keys: list[str]) -> str:
-        text: str = (await self.page.request("fuzzKeysClipboard", keys=keys))["text"]
+    async def edit(self, keys: list[str], inserted: str = "") -> str:
+        """Press ``keys``, then type ``inserted`` where they left the cursor, in one request to
+        the page (a teammate's edit between the two would move the cursor: tests/workbench/
+        page.mjs fuzzEdit); what the clipboard then holds (what a Ctrl+X cut). A token is typed
+        whole (keystroke by keystroke, a teammate's text may land inside it), line breaks as
+        Enter."""
+        pieces = [p for p in re.split(r"(\n)", inserted) if p]
+        reply = await self.page.request("fuzzEdit", keys=keys, pieces=pieces)
+        text: str = reply["text"]
         return text
 
     async def text(self) -> str:
-        return await self.cut(["Control+KeyA", "Control+KeyC"])
-
-    async def keys(self, keys: list[str]) -> None:
-        await self.page.request("key", keys=keys)
-
-    async def type(self, text: str) -> None:
-        # Keystroke by keystroke, a teammate's text may land inside a marker: a token goes in
-        # whole (tests/workbench/page.mjs fuzzInsert), line breaks as Enter.
-        pieces = [p for p in re.split(r"(\n)", text) if p]
-        await self.page.request("fuzzInsert", pieces=pieces)
+        return await self.edit(["Control+KeyA", "Control+KeyC"])
 
     async def step(self, rng: random.Random) -> None:
         kind = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
@@ -554,50 +561,109 @@ class VSCodePeer(Peer):
         )
         edge = rng.choice(["Home", "End"])
         ledger = self.ledger
-        inserted, deleted = "", ""
+        inserted, keys, cut = "", [], False
         if kind == "append":
             inserted = ledger.marker(rng)
-            await self.keys(["Control+End"])
+            keys = ["Control+End"]
         elif kind == "append_line":
             inserted = ledger.marker(rng) + "\n"
-            await self.keys(["Control+End"])
+            keys = ["Control+End"]
         elif kind == "prepend_line":
             inserted = ledger.marker(rng) + "\n"
-            await self.keys(["Control+Home"])
+            keys = ["Control+Home"]
         elif kind == "final_newline":
             if rng.random() < 0.5:
                 inserted = "\n"
-                await self.keys(["Control+End"])
+                keys = ["Control+End"]
             else:  # the line break before the last line (the final newline, if there is one)
                 # A cut, not Backspace: a teammate's text that arrives at the end between the
                 # keys moves the cursor past it, and the clipboard then says what went.
-                deleted = await self.cut(["Control+End", "Home", "Shift+ArrowLeft", "Control+KeyX"])
+                keys, cut = ["Control+End", "Home", "Shift+ArrowLeft", "Control+KeyX"], True
         elif kind == "delete_line":
-            deleted = await self.cut([*nav, "Control+KeyX"])  # no selection: the whole line
+            keys, cut = [*nav, "Control+KeyX"], True  # no selection: the whole line
         elif kind == "join":
-            deleted = await self.cut([*nav, "End", "Shift+ArrowRight", "Control+KeyX"])
+            keys, cut = [*nav, "End", "Shift+ArrowRight", "Control+KeyX"], True
         elif kind == "split":
             inserted = "\n"
-            await self.keys([*nav, edge])
+            keys = [*nav, edge]
         elif kind == "insert":
             inserted = ledger.marker(rng)
-            await self.keys([*nav, edge])
+            keys = [*nav, edge]
         elif kind in ("delete", "replace"):
-            deleted = await self.cut([*nav, "Home", "Shift+End", "Control+KeyX"])
+            keys, cut = [*nav, "Home", "Shift+End", "Control+KeyX"], True
             if kind == "replace":
                 inserted = ledger.marker(rng)
         else:
-            deleted = await self.cut(["Control+KeyA", "Control+KeyX"])
+            keys, cut = ["Control+KeyA", "Control+KeyX"], True
             inserted = ledger.lines(rng, "\n")
-        if inserted:
-            await self.type(inserted)
+        self._follow()
+        mark = len(self._reports)
+        clipboard = await self.edit(keys, inserted)
+        deleted = await self._cut(mark, clipboard) if cut and clipboard else ""
         ledger.record(kind, inserted, deleted)
+
+    def _follow(self) -> None:
+        """Replay VS Code's reports of the file that reached the tap since the last call."""
+        if not self.tap.exists():
+            return
+        with self.tap.open("rb") as tap:
+            tap.seek(self._tap_read)
+            data = tap.read()
+        complete = data.rfind(b"\n") + 1
+        self._tap_read += complete
+        for line in data[:complete].decode("utf-8").splitlines():
+            msg: dict[str, Any] = json.loads(line)["msg"]
+            if not isinstance(msg, dict) or not isinstance(msg.get("params"), dict):
+                continue
+            params = msg["params"]
+            document = params.get("textDocument")
+            if not isinstance(document, dict) or not document["uri"].endswith("/" + FILE):
+                continue
+            if msg.get("method") == "textDocument/didOpen":
+                self._buffer = LineIndex(document["text"])
+            elif msg.get("method") == "textDocument/didChange" and self._buffer is not None:
+                self._reports.append([self._apply(c) for c in params["contentChanges"]])
+
+    def _apply(self, change: dict[str, Any]) -> tuple[str, str]:
+        buffer = self._buffer
+        assert buffer is not None
+        start, end = (
+            buffer.offset_at(Position(change["range"][k]["line"], change["range"][k]["character"]))
+            for k in ("start", "end")
+        )
+        deleted = buffer.slice(start, end)
+        buffer.replace(start, end, change["text"])
+        return deleted, change["text"]
+
+    async def _cut(self, mark: int, clipboard: str) -> str:
+        """What a cut that put ``clipboard`` on the clipboard deleted: the first deletion VS
+        Code reported after ``mark`` on its own (one change, nothing inserted) that holds the
+        clipboard's text (more, where a teammate's text landed at the edge of the selection
+        before the cut). Else the clipboard's text: a teammate who deleted part of the selection
+        first shrank it, and its ledger has what it took."""
+        wanted = BREAK.sub("\n", clipboard)
+        found: list[str] = []
+
+        def reported() -> bool:
+            self._follow()
+            for changes in self._reports[mark:]:
+                if len(changes) != 1:
+                    continue
+                deleted, inserted = changes[0]
+                if not inserted and wanted in BREAK.sub("\n", deleted):
+                    found.append(deleted)
+                    return True
+            return False
+
+        with contextlib.suppress(AssertionError):
+            await eventually(reported, timeout=CUT_REPORT_TIMEOUT, what="VS Code's cut")
+        return found[0] if found else clipboard
 
     async def counters(self) -> dict[str, Any]:
         # "Huddle: Show Status" asks huddle lsp for huddle.status; its answer is in the tap.
         await self.page.request("palette", title="Huddle: Show Status")
         await eventually(lambda: self._status() is not None, timeout=20, what="VS Code's status")
-        await self.keys(["Escape"])
+        await self.page.request("key", keys=["Escape"])
         status = self._status()
         assert status is not None
         return {"repairs": status["repairs"], "apply_edits": self._count("workspace/applyEdit")}

@@ -239,19 +239,23 @@ const ops = {
   screenshot: async ({ path }) => { await page.screenshot({ path, type: 'png' }); return {} },
   errors: async () => ({ errors: consoleErrors }),
   quit: async () => { await browser.close(); setTimeout(() => process.exit(0), 10); return {} },
-  // The real-editor fuzzer (tests/editor_fuzz.py): press `keys`, then read the clipboard (what
-  // a Ctrl+X just cut, or a Ctrl+A Ctrl+C copied), in one op.
-  // The clipboard is emptied first: a cut that cuts nothing reads back as ''.
-  fuzzKeysClipboard: async ({ keys }) => {
+  // The real-editor fuzzer (tests/editor_fuzz.py): one edit as a user makes it, in one op: press
+  // `keys` (moves, a cut), type `pieces` where they left the cursor, and read the clipboard (what
+  // a Ctrl+X put there, or a Ctrl+A Ctrl+C copied; emptied first: a cut of nothing reads back
+  // as ''). Keys and typing in two ops, a teammate's replacement that VS Code applied between
+  // them moved the cursor (into a token it rewrote, even), and the typing went elsewhere than
+  // the keys had put it (seed 2023). Each piece in one input event (as a paste or an IME
+  // commit: a teammate's text arriving mid-token cannot split it), "\n" as the Enter key.
+  fuzzEdit: async ({ keys, pieces }) => {
     await page.evaluate(() => navigator.clipboard.writeText(''))
     for (const k of keys) await page.keyboard.press(k)
-    return { text: await page.evaluate(() => navigator.clipboard.readText()) }
-  },
-  // Each piece in one input event (as a paste or an IME commit: a teammate's text arriving
-  // mid-token cannot split it), "\n" as the Enter key.
-  fuzzInsert: async ({ pieces }) => {
+    // VS Code fills the clipboard in the cut event and deletes the selection in a timer of 0 ms
+    // it starts there (TextAreaInput's _asyncTriggerCut); typed before that timer ran, the text
+    // replaced the selection and the cut then took it (seed 3004). A timer of 0 ms started now
+    // runs after it.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)))
     for (const p of pieces) await (p === '\n' ? page.keyboard.press('Enter') : page.keyboard.insertText(p))
-    return {}
+    return { text: await page.evaluate(() => navigator.clipboard.readText()) }
   }
 }
 
