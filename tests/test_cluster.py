@@ -11,6 +11,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.support.cluster import HubCluster, stored_texts
 from tests.support.haproxy import HAProxy
 from tests.support.peers import HubProcess, NodeClient, close_of, eventually, token
 from tests.support.postgres import PostgresServer
+from tests.support.replay import FakeBackend
 
 ROOM = "team/cluster"
 FILE = "notes.md"
@@ -356,3 +358,27 @@ def _huddle(*args: str, check: bool = True) -> str:
     if check:
         assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
+
+
+async def test_a_catch_up_on_one_node_reads_what_was_typed_on_another(
+    pg_url: str, tmp_path: Path, backend: FakeBackend
+) -> None:
+    """Summaries read the shared journal: a session summary asked on node 1 covers ann's edits
+    made on node 0, with her name, as the model's prompt shows."""
+    model = ("--llm-url", backend.url, "--llm-model", "m")
+    async with HubCluster(pg_url, tmp_path, 2, *model) as cluster:
+        since = time.time()
+        async with (
+            HubClient(cluster.nodes[0].url, ROOM, cluster.token(ROOM, "ann")) as ann,
+            HubClient(cluster.nodes[1].url, ROOM, cluster.token(ROOM, "bob")) as bob,
+        ):
+            await asyncio.wait_for(ann.synced.wait(), 10)
+            files(ann.doc)["pricing.py"] = Text("def total(price, count):\n")
+            await eventually(lambda: "pricing.py" in file_texts(bob.doc), what="ann's file")
+            result = await bob.request(
+                "summarize", {"kind": "session", "since": since, "until": time.time() + 1}
+            )
+        assert [f["path"] for f in result["files"]] == ["pricing.py"]
+        assert result["files"][0]["authors"] == ["ann"]
+        prompt = backend.requests[-1].json()["prompt"]
+        assert "def total(price, count)" in prompt and "ann" in prompt
