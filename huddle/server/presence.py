@@ -66,9 +66,7 @@ class Presence:
             if known is not None and (known.owner is not owner or not _newer(entry, known)):
                 continue
             if entry.state is None:
-                if known is not None:
-                    self._forget(entry.client_id)
-                    accepted.append(wire.encode_awareness_entry(entry))
+                accepted += self._removed(entry, known)
                 continue
             mine = self._owners.get(owner) or _Owner()
             if known is None and mine.clients >= limits.max_awareness_clients:
@@ -134,9 +132,7 @@ class Presence:
             if known is not None and (local(known.owner) or not _newer(entry, known)):
                 continue
             if entry.state is None:
-                if known is not None:
-                    self._forget(entry.client_id)
-                    accepted.append(wire.encode_awareness_entry(entry))
+                accepted += self._removed(entry, known)
                 continue
             encoded = wire.encode_awareness_entry(entry)
             before = len(known.encoded) if known is not None else 0
@@ -147,6 +143,13 @@ class Presence:
             self._hold(entry.client_id, _State(entry.clock, owner, encoded))
             accepted.append(encoded)
         return wire.join_awareness(accepted) if accepted else None
+
+    def _removed(self, entry: AwarenessEntry, known: _State | None) -> list[bytes]:
+        """Forget a state its client removed; the entry to relay (none if it was not here)."""
+        if known is None:
+            return []
+        self._forget(entry.client_id)
+        return [wire.encode_awareness_entry(entry)]
 
     def _hold(self, client_id: int, state: _State) -> None:
         self._clients[client_id] = state
