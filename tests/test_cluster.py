@@ -382,3 +382,29 @@ async def test_a_catch_up_on_one_node_reads_what_was_typed_on_another(
         assert result["files"][0]["authors"] == ["ann"]
         prompt = backend.requests[-1].json()["prompt"]
         assert "def total(price, count)" in prompt and "ann" in prompt
+
+
+async def test_a_long_database_outage_closes_writers_with_4504_and_they_come_back(
+    tmp_path: Path,
+) -> None:
+    """Past ``outage_seconds`` a node stops holding its writers' updates: it closes them with
+    4504 (transient: y-websocket reconnects with backoff), relaying nothing uncommitted; once
+    PostgreSQL is back they reconnect and what they typed lands, once."""
+    with PostgresServer() as pg:
+        url = pg.new_database("outage")
+        outage = {"HUDDLE_HUB__STORE__OUTAGE_SECONDS": "1"}
+        async with (
+            HubCluster(url, tmp_path, 2, env=outage) as cluster,
+            clients(cluster, [n.url for n in cluster.nodes]) as (ann, bob),
+        ):
+            typed = await type_tokens(ann, "before", 2)
+            await converged([ann, bob], typed, url)
+            pg.stop()
+            typed += await type_tokens(ann, "during", 3)
+            closed = await ann.wait_event("close", timeout=30)
+            assert closed["code"] == CloseCode.STORE_UNAVAILABLE
+            seen_by_bob = (await bob.files())[FILE]
+            assert not any(t in seen_by_bob for t in typed[2:])  # nothing uncommitted relayed
+            pg.start()
+            typed += await type_tokens(bob, "after", 2)
+            await converged([ann, bob], typed, url)

@@ -47,10 +47,13 @@ def stored_texts(url: str, room: str) -> dict[str, str]:
 class HubCluster:
     """``nodes`` hub processes on one PostgreSQL database, each with its own data directory."""
 
-    def __init__(self, url: str, root: Path, nodes: int = 3, *extra: str) -> None:
+    def __init__(
+        self, url: str, root: Path, nodes: int = 3, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.url = url
         self.nodes = [
-            HubProcess(root / f"node{i}", None, "--store", url, *extra) for i in range(nodes)
+            HubProcess(root / f"node{i}", None, "--store", url, *extra, env=env)
+            for i in range(nodes)
         ]
         self._signer: TokenSigner | None = None
 
