@@ -19,7 +19,6 @@ is followed until every other client has it: *missing all* counts the ones that 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -29,16 +28,22 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from benchmarks import Benchmark, BenchmarkError, Settings
 from benchmarks.common import (
     Check,
+    add_duration_flag,
+    add_servers_flag,
+    background_warning,
     command_output,
-    cpu_model,
+    huddle_env,
     ms,
+    number_list,
+    package_version,
+    run_facts,
     target_fields,
     targets_lines,
     write_results,
@@ -47,21 +52,25 @@ from benchmarks.fanout import (
     CLIENTS_DIR,
     CLK_TCK,
     HOCUSPOCUS_JS,
-    LOADGEN,
+    LOADGEN_SATURATED_PERCENT,
     NODE_DIR,
+    ROOM,
     Child,
-    Loadgen,
+    WindowEdge,
     background_busy_percent,
     free_port,
+    loadgen_config,
     machine_cpu_ticks,
+    measure_window,
     node_binary,
     process_memory_mb,
+    stat_fields,
+    window_fields,
 )
 
 HUDDLE = "huddle"
 HOCUSPOCUS = "hocuspocus+redis"
 SERVERS = (HUDDLE, HOCUSPOCUS)
-ROOM = "bench"
 LATENCY_RATIO_TARGET = 2.0  # cross-node p99 within 2x of same-node p99
 LATENCY_TARGET_CLIENTS = 50
 SCALING_TARGET = 2.0  # delivered/s with 3 nodes at least 2x one node
@@ -87,11 +96,6 @@ QUICK = ClusterOptions(clients=(20,), warmup=1.0, duration=3.0, grace=3.0)
 # -- /proc sampling ------------------------------------------------------------------------
 
 
-def _stat_fields(pid: int) -> list[str]:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and every live descendant, plus what they reaped of exited children.
 
@@ -104,7 +108,7 @@ def tree_cpu_seconds(pid: int) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            fields = _stat_fields(int(entry.name))
+            fields = stat_fields(int(entry.name))
         except (OSError, ValueError):
             continue  # exited while we looked
         child = int(entry.name)
@@ -120,24 +124,20 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class CpuSnapshot:
-    wall: float
+class CpuSnapshot(WindowEdge):
     nodes: tuple[float, ...]
     store: float
-    loadgen: float
-    machine_busy: int
-    machine_total: int
 
     @classmethod
     def take(cls, nodes: list[int], store: int, loadgen: int) -> CpuSnapshot:
         busy, total = machine_cpu_ticks()
         return cls(
-            time.monotonic(),
-            tuple(tree_cpu_seconds(pid) for pid in nodes),
-            tree_cpu_seconds(store),
-            tree_cpu_seconds(loadgen),
-            busy,
-            total,
+            wall=time.monotonic(),
+            nodes=tuple(tree_cpu_seconds(pid) for pid in nodes),
+            store=tree_cpu_seconds(store),
+            loadgen=tree_cpu_seconds(loadgen),
+            machine_busy=busy,
+            machine_total=total,
         )
 
 
@@ -326,40 +326,19 @@ def run_case(
             redis_port, store_pid, store = stores.redis_server()
         with running_nodes(server, nodes, workdir, store, redis_port) as started:
             urls = [f"ws://127.0.0.1:{port}" for port, _ in started]
-            config = {
-                "url": urls[0],
-                "urls": urls,
-                "room": ROOM,
-                "clients": clients,
-                "tokens": tokens,
-                "rate": options.rate,
-                "warmup": options.warmup,
-                "duration": options.duration,
-                "grace": options.grace,
-                "clientsDir": str(CLIENTS_DIR),
-                "client": "y-websocket" if server == HUDDLE else "hocuspocus",
-            }
-            config_path = workdir / "loadgen.json"
-            config_path.write_text(json.dumps(config))
+            client = "y-websocket" if server == HUDDLE else "hocuspocus"
+            config = {**loadgen_config(urls[0], clients, tokens, client, options), "urls": urls}
             pids = [child.pid for _, child in started]
-            loadgen = Loadgen(
-                "load generator",
-                [node_binary(), str(LOADGEN), str(config_path)],
-                os.environ,
-                workdir / "loadgen.log",
+            before, (after, rss), result = measure_window(
+                workdir,
+                config,
+                lambda loadgen: CpuSnapshot.take(pids, store_pid, loadgen),
+                lambda loadgen: (
+                    CpuSnapshot.take(pids, store_pid, loadgen),
+                    [process_memory_mb(pid)[0] for pid in pids],
+                ),
             )
-            try:
-                loadgen.expect("ready", timeout=120)
-                loadgen.expect("measure_start", timeout=options.warmup + 30)
-                before = CpuSnapshot.take(pids, store_pid, loadgen.pid)
-                loadgen.expect("measure_end", timeout=options.duration + 30)
-                after = CpuSnapshot.take(pids, store_pid, loadgen.pid)
-                rss = [process_memory_mb(pid)[0] for pid in pids]
-                result = loadgen.expect("result", timeout=options.grace + 60)
-            finally:
-                loadgen.stop()
     wall = after.wall - before.wall
-    machine_total = max(1, after.machine_total - before.machine_total)
 
     def percent(seconds: float) -> float:
         return round(100 * seconds / wall, 1)
@@ -368,13 +347,6 @@ def run_case(
         server=server,
         nodes=nodes,
         clients=clients,
-        sent=result["sent"],
-        offered_per_s=result["offered_per_s"],
-        expected_deliveries=result["expected_deliveries"],
-        delivered=result["delivered"],
-        missing=result["missing"],
-        delivered_per_s=result["delivered_per_s"],
-        latency_ms=result["latency_ms"],
         same_node_ms=result["latency_same_node_ms"],
         cross_node_ms=result["latency_cross_node_ms"],
         missing_same_node=result["missing_same_node"],
@@ -385,16 +357,7 @@ def run_case(
         node_cpu_percent=[percent(a - b) for a, b in zip(after.nodes, before.nodes, strict=True)],
         node_rss_mb=[round(r, 1) for r in rss],
         store_cpu_percent=percent(after.store - before.store),
-        loadgen_cpu_percent=percent(after.loadgen - before.loadgen),
-        loadgen_event_loop_utilization=result["loadgen_event_loop_utilization"],
-        machine_busy_percent=round(
-            100 * (after.machine_busy - before.machine_busy) / machine_total, 1
-        ),
-        background_busy_percent=background,
-        updates_per_event=result["updates_per_event"],
-        connect_s=result["connect_s"],
-        drain_s=result["drain_s"],
-        loadgen=result,
+        **window_fields(before, after, background, result),
     )
 
 
@@ -469,32 +432,22 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
 # -- report --------------------------------------------------------------------------------
 
 
-def _package_version(package_dir: Path) -> str:
-    try:
-        return str(json.loads((package_dir / "package.json").read_text())["version"])
-    except (OSError, KeyError, ValueError):
-        return "?"
-
-
 def environment(stores: Stores) -> dict[str, Any]:
     hocuspocus = NODE_DIR / "node_modules" / "@hocuspocus"
     clients = CLIENTS_DIR / "node_modules"
     postgres = stores.postgres
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
+        **run_facts(),
         "node": command_output(node_binary(), "--version"),
         "clients": {
-            "yjs": _package_version(clients / "yjs"),
-            "y-websocket": _package_version(clients / "y-websocket"),
+            "yjs": package_version(clients / "yjs"),
+            "y-websocket": package_version(clients / "y-websocket"),
         },
         "hocuspocus": {
-            "server": _package_version(hocuspocus / "server"),
-            "extension-redis": _package_version(hocuspocus / "extension-redis"),
-            "provider": _package_version(hocuspocus / "provider"),
-            "ioredis": _package_version(NODE_DIR / "node_modules" / "ioredis"),
+            "server": package_version(hocuspocus / "server"),
+            "extension-redis": package_version(hocuspocus / "extension-redis"),
+            "provider": package_version(hocuspocus / "provider"),
+            "ioredis": package_version(NODE_DIR / "node_modules" / "ioredis"),
         },
         # "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)": the version and its build
         "postgres": (
@@ -508,7 +461,7 @@ def environment(stores: Stores) -> dict[str, Any]:
             if stores.redis
             else None
         ),
-        "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
+        "huddle_env": huddle_env(),
     }
 
 
@@ -579,20 +532,8 @@ def _fixed(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-BACKGROUND_WARN_PERCENT = 10.0
-LOADGEN_SATURATED_PERCENT = 85.0
-
-
 def _warnings(cases: list[CaseResult]) -> list[str]:
-    notes: list[str] = []
-    busy = [c for c in cases if c.background_busy_percent > BACKGROUND_WARN_PERCENT]
-    if busy:
-        notes += [
-            f"**Warning**: other work kept the machine up to "
-            f"{max(c.background_busy_percent for c in busy):.0f} % busy before "
-            f"{len(busy)} of the cases; rerun on a quiet machine.",
-            "",
-        ]
+    notes = background_warning([c.background_busy_percent for c in cases])
     saturated = [c for c in cases if c.loadgen_cpu_percent > LOADGEN_SATURATED_PERCENT]
     if saturated:
         which = ", ".join(f"{_server_label(c)} K={c.nodes} N={c.clients}" for c in saturated)
@@ -618,52 +559,27 @@ def _warnings(cases: list[CaseResult]) -> list[str]:
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    def ints(minimum: int) -> Any:
-        def parse(text: str) -> tuple[int, ...]:
-            values = tuple(int(v) for v in text.split(",") if v.strip())
-            if not values or min(values) < minimum:
-                raise argparse.ArgumentTypeError(f"a comma-separated list of numbers >= {minimum}")
-            return values
-
-        return parse
-
-    def servers(text: str) -> tuple[str, ...]:
-        names = tuple(v.strip() for v in text.split(",") if v.strip())
-        if not names or any(n not in SERVERS for n in names):
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(SERVERS)}")
-        return names
-
     group.add_argument(
         "--cluster-clients",
-        type=ints(2),
+        type=number_list(2),
         metavar="N,N,...",
         help=f"client counts (default {','.join(map(str, FULL.clients))}, quick "
         f"{','.join(map(str, QUICK.clients))})",
     )
     group.add_argument(
         "--cluster-huddle-nodes",
-        type=ints(1),
+        type=number_list(1),
         metavar="K,K,...",
         help=f"hub node counts (default {','.join(map(str, FULL.huddle_nodes))})",
     )
     group.add_argument(
         "--cluster-hocuspocus-nodes",
-        type=ints(1),
+        type=number_list(1),
         metavar="K,K,...",
         help=f"Hocuspocus instance counts (default {','.join(map(str, FULL.hocuspocus_nodes))})",
     )
-    group.add_argument(
-        "--cluster-servers",
-        type=servers,
-        metavar="NAME,...",
-        help=f"servers to run (default {','.join(SERVERS)})",
-    )
-    group.add_argument(
-        "--cluster-duration",
-        type=float,
-        metavar="S",
-        help=f"measured seconds (default {FULL.duration:g}, quick {QUICK.duration:g})",
-    )
+    add_servers_flag(group, "cluster", SERVERS)
+    add_duration_flag(group, "cluster", FULL.duration, QUICK.duration)
 
 
 def options_from(settings: Settings, args: argparse.Namespace) -> ClusterOptions:

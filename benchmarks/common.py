@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +75,84 @@ def command_output(*argv: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
+
+
+def package_version(package_dir: Path) -> str:
+    """The version in a Node package's ``package.json``; ``?`` where it cannot be read."""
+    try:
+        return str(json.loads((package_dir / "package.json").read_text())["version"])
+    except (OSError, KeyError, ValueError):
+        return "?"
+
+
+def run_facts() -> dict[str, Any]:
+    """When, at which commit and on which cores a benchmark ran: its environment's head."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+    }
+
+
+def huddle_env() -> dict[str, str]:
+    """The ``HUDDLE_*`` settings the hub ran under: they change what is measured."""
+    return {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")}
+
+
+BACKGROUND_WARN_PERCENT = 10.0
+
+
+def background_warning(busy_percents: list[float]) -> list[str]:
+    """The report's warning where other work kept the machine busy before some cases."""
+    busy = [p for p in busy_percents if p > BACKGROUND_WARN_PERCENT]
+    if not busy:
+        return []
+    return [
+        f"**Warning**: other work kept the machine up to {max(busy):.0f} % busy before "
+        f"{len(busy)} of the cases; rerun on a quiet machine.",
+        "",
+    ]
+
+
+def number_list(minimum: int, what: str = "numbers") -> Callable[[str], tuple[int, ...]]:
+    """An argparse type: comma-separated whole numbers, each at least ``minimum``."""
+
+    def ints(text: str) -> tuple[int, ...]:  # argparse names it in "invalid ints value"
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"a comma-separated list of {what} >= {minimum}")
+        return values
+
+    return ints
+
+
+def add_servers_flag(
+    group: argparse._ArgumentGroup, benchmark: str, servers: tuple[str, ...]
+) -> None:
+    """``--<benchmark>-servers NAME,...``: which of ``servers`` to run (default all)."""
+
+    def names(text: str) -> tuple[str, ...]:
+        chosen = tuple(v.strip() for v in text.split(",") if v.strip())
+        if not chosen or any(n not in servers for n in chosen):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(servers)}")
+        return chosen
+
+    group.add_argument(
+        f"--{benchmark}-servers",
+        type=names,
+        metavar="NAME,...",
+        help=f"servers to run (default {','.join(servers)})",
+    )
+
+
+def add_duration_flag(
+    group: argparse._ArgumentGroup, benchmark: str, full: float, quick: float
+) -> None:
+    """``--<benchmark>-duration S``: the measured window's seconds."""
+    group.add_argument(
+        f"--{benchmark}-duration",
+        type=float,
+        metavar="S",
+        help=f"measured seconds (default {full:g}, quick {quick:g})",
+    )

@@ -30,19 +30,25 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
 from benchmarks.common import (
     Check,
+    add_duration_flag,
+    add_servers_flag,
+    background_warning,
     command_output,
-    cpu_model,
+    huddle_env,
     ms,
+    number_list,
+    package_version,
+    run_facts,
     target_fields,
     targets_lines,
     write_results,
@@ -86,10 +92,15 @@ QUICK = FanoutOptions(warmup=1.0, duration=3.0, grace=3.0, rooms=100)
 # -- /proc sampling ------------------------------------------------------------------------
 
 
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: ``[2]`` is field 3 of proc(5) (the state)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` (all its threads), from /proc/PID/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
@@ -120,22 +131,28 @@ def process_memory_mb(pid: int) -> tuple[float, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class CpuSnapshot:
+class WindowEdge:
+    """What every fan-out case samples at either edge of the measured window."""
+
     wall: float
-    server: float
     loadgen: float
     machine_busy: int
     machine_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot(WindowEdge):
+    server: float
 
     @classmethod
     def take(cls, server_pid: int, loadgen_pid: int) -> CpuSnapshot:
         busy, total = machine_cpu_ticks()
         return cls(
-            time.monotonic(),
-            process_cpu_seconds(server_pid),
-            process_cpu_seconds(loadgen_pid),
-            busy,
-            total,
+            wall=time.monotonic(),
+            server=process_cpu_seconds(server_pid),
+            loadgen=process_cpu_seconds(loadgen_pid),
+            machine_busy=busy,
+            machine_total=total,
         )
 
 
@@ -292,6 +309,106 @@ def node_binary() -> str:
     return node
 
 
+class Schedule(Protocol):
+    """How the load generator's clients type: updates a second each, and the phases."""
+
+    @property
+    def rate(self) -> float: ...
+    @property
+    def warmup(self) -> float: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def grace(self) -> float: ...
+
+
+def loadgen_config(
+    url: str, clients: int, tokens: list[str] | None, client: str, schedule: Schedule
+) -> dict[str, Any]:
+    """The load generator's configuration: ``clients`` clients of ``client`` typing in ROOM."""
+    return {
+        "url": url,
+        "room": ROOM,
+        "clients": clients,
+        "tokens": tokens,
+        "rate": schedule.rate,
+        "warmup": schedule.warmup,
+        "duration": schedule.duration,
+        "grace": schedule.grace,
+        "clientsDir": str(CLIENTS_DIR),
+        "client": client,
+    }
+
+
+Start = TypeVar("Start")
+End = TypeVar("End")
+
+
+def measure_window(
+    workdir: Path,
+    config: dict[str, Any],
+    start: Callable[[int], Start],
+    end: Callable[[int], End],
+) -> tuple[Start, End, dict[str, Any]]:
+    """Run the load generator on ``config`` (from :func:`loadgen_config`) to its result.
+
+    ``start`` and ``end`` take their samples as the measured window opens and closes, given
+    the load generator's pid; returns both samples and the load generator's result.
+    """
+    config_path = workdir / "loadgen.json"
+    config_path.write_text(json.dumps(config))
+    loadgen = Loadgen(
+        "load generator",
+        [node_binary(), str(LOADGEN), str(config_path)],
+        os.environ,
+        workdir / "loadgen.log",
+    )
+    try:
+        loadgen.expect("ready", timeout=120)
+        loadgen.expect("measure_start", timeout=config["warmup"] + 30)
+        before = start(loadgen.pid)
+        loadgen.expect("measure_end", timeout=config["duration"] + 30)
+        after = end(loadgen.pid)
+        result = loadgen.expect("result", timeout=config["grace"] + 60)
+    finally:
+        loadgen.stop()
+    return before, after, result
+
+
+# what the load generator's result gives as a case's fields, as it is
+LOADGEN_FIELDS = (
+    "sent",
+    "offered_per_s",
+    "expected_deliveries",
+    "delivered",
+    "missing",
+    "delivered_per_s",
+    "latency_ms",
+    "loadgen_event_loop_utilization",
+    "updates_per_event",
+    "connect_s",
+    "drain_s",
+)
+
+
+def window_fields(
+    before: WindowEdge, after: WindowEdge, background: float, result: dict[str, Any]
+) -> dict[str, Any]:
+    """A case's fields that the fan-out and cluster benchmarks share: the load generator's
+    figures, its CPU and the machine's over the window, and how busy the machine was before."""
+    wall = after.wall - before.wall
+    machine_total = max(1, after.machine_total - before.machine_total)
+    return {
+        **{name: result[name] for name in LOADGEN_FIELDS},
+        "loadgen_cpu_percent": round(100 * (after.loadgen - before.loadgen) / wall, 1),
+        "machine_busy_percent": round(
+            100 * (after.machine_busy - before.machine_busy) / machine_total, 1
+        ),
+        "background_busy_percent": background,
+        "loadgen": result,
+    }
+
+
 # -- one case ------------------------------------------------------------------------------
 
 
@@ -348,63 +465,25 @@ def run_case(server: str, clients: int, options: FanoutOptions) -> CaseResult:
         workdir = Path(tmp)
         tokens = issue_tokens(workdir / "data", [ROOM] * clients) if server == HUDDLE else None
         port = free_port()
-        config = {
-            "url": f"ws://127.0.0.1:{port}",
-            "room": ROOM,
-            "clients": clients,
-            "tokens": tokens,
-            "rate": options.rate,
-            "warmup": options.warmup,
-            "duration": options.duration,
-            "grace": options.grace,
-            "clientsDir": str(CLIENTS_DIR),
-            "client": client_library(server),
-        }
-        config_path = workdir / "loadgen.json"
-        config_path.write_text(json.dumps(config))
+        config = loadgen_config(
+            f"ws://127.0.0.1:{port}", clients, tokens, client_library(server), options
+        )
         with running_server(server, port, workdir) as srv:
-            loadgen = Loadgen(
-                "load generator",
-                [node_binary(), str(LOADGEN), str(config_path)],
-                os.environ,
-                workdir / "loadgen.log",
+            before, (after, (rss, peak)), result = measure_window(
+                workdir,
+                config,
+                lambda loadgen: CpuSnapshot.take(srv.pid, loadgen),
+                lambda loadgen: (CpuSnapshot.take(srv.pid, loadgen), process_memory_mb(srv.pid)),
             )
-            try:
-                loadgen.expect("ready", timeout=120)
-                loadgen.expect("measure_start", timeout=options.warmup + 30)
-                before = CpuSnapshot.take(srv.pid, loadgen.pid)
-                loadgen.expect("measure_end", timeout=options.duration + 30)
-                after = CpuSnapshot.take(srv.pid, loadgen.pid)
-                rss, peak = process_memory_mb(srv.pid)
-                result = loadgen.expect("result", timeout=options.grace + 60)
-            finally:
-                loadgen.stop()
     wall = after.wall - before.wall
-    machine_total = max(1, after.machine_total - before.machine_total)
     return CaseResult(
         server=server,
         client=client_library(server),
         clients=clients,
-        sent=result["sent"],
-        offered_per_s=result["offered_per_s"],
-        expected_deliveries=result["expected_deliveries"],
-        delivered=result["delivered"],
-        missing=result["missing"],
-        delivered_per_s=result["delivered_per_s"],
-        latency_ms=result["latency_ms"],
         server_cpu_percent=round(100 * (after.server - before.server) / wall, 1),
         server_rss_mb=round(rss, 1),
         server_peak_rss_mb=round(peak, 1),
-        loadgen_cpu_percent=round(100 * (after.loadgen - before.loadgen) / wall, 1),
-        loadgen_event_loop_utilization=result["loadgen_event_loop_utilization"],
-        machine_busy_percent=round(
-            100 * (after.machine_busy - before.machine_busy) / machine_total, 1
-        ),
-        background_busy_percent=background,
-        updates_per_event=result["updates_per_event"],
-        connect_s=result["connect_s"],
-        drain_s=result["drain_s"],
-        loadgen=result,
+        **window_fields(before, after, background, result),
     )
 
 
@@ -528,13 +607,6 @@ def evaluate(cases: list[CaseResult]) -> list[Check]:
 # -- report --------------------------------------------------------------------------------
 
 
-def _package_version(package_dir: Path) -> str:
-    try:
-        return str(json.loads((package_dir / "package.json").read_text())["version"])
-    except (OSError, KeyError, ValueError):
-        return "?"
-
-
 def _python_version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
@@ -546,32 +618,29 @@ def environment() -> dict[str, Any]:
     clients = CLIENTS_DIR / "node_modules"
     hocuspocus = NODE_DIR / "node_modules" / "@hocuspocus"
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
+        **run_facts(),
         "python": platform.python_version(),
         "node": command_output(node_binary(), "--version"),
         "clients": {
-            "yjs": _package_version(clients / "yjs"),
-            "y-websocket": _package_version(clients / "y-websocket"),
-            "ws": _package_version(clients / "ws"),
+            "yjs": package_version(clients / "yjs"),
+            "y-websocket": package_version(clients / "y-websocket"),
+            "ws": package_version(clients / "ws"),
         },
         "reference_server": {
-            "y-websocket": _package_version(NODE_DIR / "node_modules" / "y-websocket"),
-            "yjs": _package_version(NODE_DIR / "node_modules" / "yjs"),
-            "ws": _package_version(NODE_DIR / "node_modules" / "ws"),
+            "y-websocket": package_version(NODE_DIR / "node_modules" / "y-websocket"),
+            "yjs": package_version(NODE_DIR / "node_modules" / "yjs"),
+            "ws": package_version(NODE_DIR / "node_modules" / "ws"),
         },
         "hocuspocus": {
-            "server": _package_version(hocuspocus / "server"),
-            "provider": _package_version(hocuspocus / "provider"),
-            "yjs": _package_version(NODE_DIR / "node_modules" / "yjs"),
+            "server": package_version(hocuspocus / "server"),
+            "provider": package_version(hocuspocus / "provider"),
+            "yjs": package_version(NODE_DIR / "node_modules" / "yjs"),
         },
         "pycrdt_websocket": {
             "pycrdt-websocket": _python_version("pycrdt-websocket"),
             "pycrdt": _python_version("pycrdt"),
         },
-        "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
+        "huddle_env": huddle_env(),
     }
 
 
@@ -665,20 +734,11 @@ def markdown(
     return "\n".join(lines)
 
 
-BACKGROUND_WARN_PERCENT = 10.0
 LOADGEN_SATURATED_PERCENT = 85.0
 
 
 def _warnings(cases: list[CaseResult]) -> list[str]:
-    notes: list[str] = []
-    busy = [c for c in cases if c.background_busy_percent > BACKGROUND_WARN_PERCENT]
-    if busy:
-        notes += [
-            f"**Warning**: other work kept the machine up to "
-            f"{max(c.background_busy_percent for c in busy):.0f} % busy before "
-            f"{len(busy)} of the cases; rerun on a quiet machine.",
-            "",
-        ]
+    notes = background_warning([c.background_busy_percent for c in cases])
     behind = [c for c in cases if c.latency_ms.get("p50") is None and c.missing > 0]
     if behind:
         which = ", ".join(f"{c.server} N={c.clients}" for c in behind)
@@ -705,31 +765,13 @@ def _warnings(cases: list[CaseResult]) -> list[str]:
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    def ints(text: str) -> tuple[int, ...]:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-        if not values or min(values) < 2:
-            raise argparse.ArgumentTypeError("a comma-separated list of client counts >= 2")
-        return values
-
-    def servers(text: str) -> tuple[str, ...]:
-        names = tuple(v.strip() for v in text.split(",") if v.strip())
-        unknown = [n for n in names if n not in SERVERS]
-        if not names or unknown:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(SERVERS)}")
-        return names
-
     group.add_argument(
         "--fanout-clients",
-        type=ints,
+        type=number_list(2, "client counts"),
         metavar="N,N,...",
         help=f"client counts (default {','.join(map(str, FULL.clients))})",
     )
-    group.add_argument(
-        "--fanout-servers",
-        type=servers,
-        metavar="NAME,...",
-        help=f"servers to run (default {','.join(SERVERS)})",
-    )
+    add_servers_flag(group, "fanout", SERVERS)
     group.add_argument(
         "--fanout-rate",
         type=float,
@@ -742,12 +784,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         metavar="S",
         help=f"seconds before measuring (default {FULL.warmup:g}, quick {QUICK.warmup:g})",
     )
-    group.add_argument(
-        "--fanout-duration",
-        type=float,
-        metavar="S",
-        help=f"measured seconds (default {FULL.duration:g}, quick {QUICK.duration:g})",
-    )
+    add_duration_flag(group, "fanout", FULL.duration, QUICK.duration)
     group.add_argument(
         "--fanout-grace",
         type=float,

@@ -32,16 +32,16 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
 from benchmarks.common import (
     Check,
-    command_output,
-    cpu_model,
+    background_warning,
+    huddle_env,
     ms,
+    run_facts,
     target_fields,
     targets_lines,
     write_results,
@@ -639,13 +639,10 @@ def environment() -> dict[str, Any]:
             return "?"
 
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": command_output("git", "describe", "--always", "--dirty", "--abbrev=12"),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
+        **run_facts(),
         "python": platform.python_version(),
         "packages": {d: version(d) for d in ("pygls", "pytest-lsp", "pycrdt", "websockets")},
-        "huddle_env": {k: v for k, v in os.environ.items() if k.startswith("HUDDLE_")},
+        "huddle_env": huddle_env(),
     }
 
 
@@ -738,20 +735,11 @@ def markdown(
     return "\n".join(lines)
 
 
-BACKGROUND_WARN_PERCENT = 10.0
 TYPIST_LAG_WARN_MS = 20.0
 
 
 def _warnings(cases: list[CaseResult]) -> list[str]:
-    notes: list[str] = []
-    busy = [c for c in cases if c.background_busy_percent > BACKGROUND_WARN_PERCENT]
-    if busy:
-        notes += [
-            f"**Warning**: other work kept the machine up to "
-            f"{max(c.background_busy_percent for c in busy):.0f} % busy before "
-            f"{len(busy)} of the cases; rerun on a quiet machine.",
-            "",
-        ]
+    notes = background_warning([c.background_busy_percent for c in cases])
     slow = [c for c in cases if c.sent_per_s < 0.95 * c.rate_per_s]
     if slow:
         notes += [

@@ -11,11 +11,8 @@ set -euo pipefail
 
 PACKAGES=(emacs-nox elpa-eglot)
 
-log() { printf 'emacs.sh: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+# shellcheck source=scripts/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # Empty when everything is usable, else one line per missing piece.
 missing() {
@@ -28,46 +25,9 @@ missing() {
     fi
 }
 
-cmd_install() {
-    local absent
-    absent=$(missing)
-    if [[ -z $absent ]]; then
-        log "cached ($(emacs --version | head -n 1))"
-        return 0
-    fi
-    command -v apt-get >/dev/null || die "apt-get is needed to install: $absent"
-    local -a sudo=()
-    if [[ $(id -u) != 0 ]]; then
-        command -v sudo >/dev/null || die "root or sudo is needed to install: $absent"
-        sudo=(sudo)
-    fi
-    # A fresh container has no package lists: apt-cache knows nothing until apt-get update.
-    if ! apt-cache show "${PACKAGES[@]}" >/dev/null 2>&1; then
-        log "apt-get update"
-        "${sudo[@]}" apt-get -q update </dev/null >&2 || die "apt-get update failed"
-    fi
-    log "apt-get install ${PACKAGES[*]}"
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -q install -y --no-install-recommends \
-        "${PACKAGES[@]}" </dev/null >&2 || die "apt-get install ${PACKAGES[*]} failed"
-    absent=$(missing)
-    [[ -z $absent ]] || die "still missing after the install: $absent"
-    log "installed $(emacs --version | head -n 1)"
-}
+# Both, whatever is missing: apt-get leaves one already installed as it is.
+packages_for() { printf '%s\n' "${PACKAGES[@]}"; }
 
-cmd_check() {
-    local absent
-    absent=$(missing)
-    if [[ -n $absent ]]; then
-        printf 'missing: %s\n' "$absent" >&2
-        exit 1
-    fi
-}
+versions() { emacs --version | head -n 1; }
 
-case ${1:-} in
-install) cmd_install ;;
-check) cmd_check ;;
-*)
-    echo "usage: $0 install | check" >&2
-    exit 2
-    ;;
-esac
+apt_main "$@"

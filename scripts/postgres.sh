@@ -14,11 +14,8 @@ set -euo pipefail
 
 PACKAGES=(postgresql redis-server haproxy)
 
-log() { printf 'postgres.sh: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+# shellcheck source=scripts/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 # The newest /usr/lib/postgresql/<version>/bin holding a server (Debian keeps one dir per major).
 pg_bindir() {
@@ -48,8 +45,9 @@ haproxy_bin() {
     command -v haproxy || { [[ -x /usr/sbin/haproxy ]] && echo /usr/sbin/haproxy; }
 }
 
-# Which Debian packages `missing` asks for, for the apt-get command line.
-absent_packages() {
+# Which Debian packages `missing` asks for, for the apt-get command line. policy-rc.d may forbid
+# starting their services (containers): they install all the same, and the tests never use them.
+packages_for() {
     local pkg
     for pkg in "${PACKAGES[@]}"; do
         [[ $1 == *"apt-get install $pkg)"* ]] && echo "$pkg"
@@ -65,50 +63,4 @@ versions() {
         "$("$(haproxy_bin)" -v | head -n 1)"
 }
 
-cmd_install() {
-    local absent
-    absent=$(missing)
-    if [[ -z $absent ]]; then
-        log "cached ($(versions))"
-        return 0
-    fi
-    local -a packages
-    mapfile -t packages < <(absent_packages "$absent")
-    command -v apt-get >/dev/null || die "apt-get is needed to install: $absent"
-    local -a sudo=()
-    if [[ $(id -u) != 0 ]]; then
-        command -v sudo >/dev/null || die "root or sudo is needed to install: $absent"
-        sudo=(sudo)
-    fi
-    # A fresh container has no package lists: apt-cache knows nothing until apt-get update.
-    if ! apt-cache show "${packages[@]}" >/dev/null 2>&1; then
-        log "apt-get update"
-        "${sudo[@]}" apt-get -q update </dev/null >&2 || die "apt-get update failed"
-    fi
-    log "apt-get install ${packages[*]}"
-    # policy-rc.d may forbid starting services (containers); the packages install all the same and
-    # the tests never use the system services.
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -q install -y --no-install-recommends \
-        "${packages[@]}" </dev/null >&2 || die "apt-get install ${packages[*]} failed"
-    absent=$(missing)
-    [[ -z $absent ]] || die "still missing after the install: $absent"
-    log "installed ($(versions))"
-}
-
-cmd_check() {
-    local absent
-    absent=$(missing)
-    if [[ -n $absent ]]; then
-        printf 'missing: %s\n' "$absent" >&2
-        exit 1
-    fi
-}
-
-case ${1:-} in
-install) cmd_install ;;
-check) cmd_check ;;
-*)
-    echo "usage: $0 install | check" >&2
-    exit 2
-    ;;
-esac
+apt_main "$@"

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from tests.support.peers import free_port
 
 INSTALL = "scripts/postgres.sh install"
 
@@ -84,3 +90,58 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Daemon:
+    """A server in a temporary directory of its own, on 127.0.0.1 and a free port: start() runs
+    it (a subclass's), close() ends it and removes the directory; ``with`` does both."""
+
+    def __init__(self, prefix: str, log: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.log = self.dir / log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def launch(
+        self, argv: list[str], ready: Callable[[], bool], *, what: str, timeout: float = 30.0
+    ) -> None:
+        """Run ``argv`` in the directory, its output to the log, and wait until ``ready``."""
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: a Ctrl-C meant for pytest (SIGINT: PostgreSQL's fast
+                # shutdown) must not stop the server under the fixtures' finalizers.
+                start_new_session=True,
+            )
+        wait_until(ready, self.proc, self.log, what=what, timeout=timeout)
+
+    def terminate(self) -> None:
+        """End the server for close(): SIGTERM (haproxy's hard stop: closes tunnels at once)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.proc = None
+
+    def close(self) -> None:
+        try:
+            self.terminate()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

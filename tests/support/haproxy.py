@@ -9,16 +9,10 @@ after one good one. ``timeout tunnel 1h`` keeps idle editor connections open.
 from __future__ import annotations
 
 import csv
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from tests.support.daemons import find_binary, port_open, wait_until
-from tests.support.peers import free_port
+from tests.support.daemons import Daemon, find_binary, port_open
 
 CONFIG = """\
 global
@@ -52,18 +46,15 @@ backend nodes
 """
 
 
-class HAProxy:
+class HAProxy(Daemon):
     def __init__(self, backends: list[tuple[str, int]], *, balance: str = "roundrobin") -> None:
         """``balance``: roundrobin spreads requests; leastconn suits long-lived websockets."""
         self.binary = find_binary("haproxy", "/usr/sbin", "/usr/local/sbin")
         self.backends = list(backends)
-        self.dir = Path(tempfile.mkdtemp(prefix="huddle-haproxy-"))
+        super().__init__("huddle-haproxy-", "haproxy.log")
         self.config = self.dir / "haproxy.cfg"
         self.admin = self.dir / "admin.sock"
-        self.log = self.dir / "haproxy.log"
-        self.port = free_port()
         self.balance = balance
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -74,23 +65,18 @@ class HAProxy:
         """The websocket URL of the frontend (append the room path)."""
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self) -> HAProxy:
+    def start(self) -> Self:
         servers = "\n".join(
             f"    server n{i} {host}:{port}" for i, (host, port) in enumerate(self.backends)
         )
         self.config.write_text(
             CONFIG.format(admin=self.admin, port=self.port, balance=self.balance, servers=servers)
         )
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, "-db", "-f", str(self.config)],  # -db: foreground, no daemon
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(lambda: port_open(self.port), self.proc, self.log, what="haproxy")
+        self.launch(
+            [self.binary, "-db", "-f", str(self.config)],  # -db: foreground, no daemon
+            lambda: port_open(self.port),
+            what="haproxy",
+        )
         return self
 
     def states(self) -> dict[tuple[str, int], str]:
@@ -110,23 +96,3 @@ class HAProxy:
             for row in rows
             if len(row) > status and row[name] == "nodes" and row[server].startswith("n")
         }
-
-    def close(self) -> None:
-        try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)  # hard stop: closes tunnels at once
-                self.proc.wait(30)
-            self.proc = None
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> HAProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -17,17 +17,15 @@ import contextlib
 import itertools
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import psycopg
 from psycopg import sql
 
-from tests.support.daemons import MissingComponent, as_service_user, tail, wait_until
+from tests.support.daemons import Daemon, MissingComponent, as_service_user, tail, wait_until
 from tests.support.peers import free_port
 
 SUPERUSER = "postgres"
@@ -51,19 +49,16 @@ def bin_dir() -> Path:
     return found[-1]
 
 
-class PostgresServer:
+class PostgresServer(Daemon):
     """One PostgreSQL cluster in a temporary directory; the same port across restarts."""
 
     def __init__(self, *settings: str) -> None:
         """``settings``: extra ``name=value`` server settings (``max_connections=200``)."""
         self.bin = bin_dir()
-        self.dir = Path(tempfile.mkdtemp(prefix="huddle-pg-"))
+        super().__init__("huddle-pg-", "postgres.log")
         self.data = self.dir / "data"
         self.socket_dir = self.dir / "sock"
-        self.log = self.dir / "postgres.log"
-        self.port = free_port()
         self.settings = settings
-        self.proc: subprocess.Popen[bytes] | None = None
         self._names = itertools.count(1)
         self._initialized = False
         self._prefix: list[str] = []  # setpriv to the postgres user when run as root
@@ -76,7 +71,7 @@ class PostgresServer:
     def url_for(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> PostgresServer:
+    def start(self) -> Self:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("PostgreSQL is already running")
         if not self._initialized:
@@ -143,22 +138,9 @@ class PostgresServer:
         self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url_for(name)
 
-    def close(self) -> None:
-        try:
-            self.kill()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def terminate(self) -> None:
+        """close() removes the directory anyway: no shutdown checkpoint to wait for."""
+        self.kill()
 
     def _initdb(self) -> None:
         self.socket_dir.mkdir()
@@ -196,18 +178,12 @@ class PostgresServer:
             **dict(s.split("=", 1) for s in self.settings),
         }
         args = [arg for k, v in settings.items() for arg in ("-c", f"{k}={v}")]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*self._prefix, str(self.bin / "postgres"), "-D", str(self.data), *args],
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Its own session: a Ctrl-C meant for pytest (SIGINT: a fast shutdown) must not
-                # stop the server under the fixtures' finalizers.
-                start_new_session=True,
-            )
-        wait_until(self._accepts, self.proc, self.log, what="PostgreSQL", timeout=START_TIMEOUT_S)
+        self.launch(
+            [*self._prefix, str(self.bin / "postgres"), "-D", str(self.data), *args],
+            self._accepts,
+            what="PostgreSQL",
+            timeout=START_TIMEOUT_S,
+        )
 
     def _accepts(self) -> bool:
         try:
