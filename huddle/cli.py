@@ -72,25 +72,27 @@ def parse_user(text: str) -> str:
     return text
 
 
+def _storage(p: argparse.ArgumentParser) -> None:
+    """Where a command finds the rooms and the signing key."""
+    p.add_argument("--data-dir", type=Path, help="where rooms and the signing key live")
+    p.add_argument(
+        "--store",
+        metavar="postgresql://...",
+        help="a cluster's PostgreSQL: rooms and the signing key live there, and every hub "
+        "started with the same URL serves them (default: SQLite in the data directory)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="huddle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", type=Path, help="where rooms and the signing key live")
-        p.add_argument(
-            "--store",
-            metavar="postgresql://...",
-            help="a cluster's PostgreSQL: rooms and the signing key live there, and every hub "
-            "started with the same URL serves them (default: SQLite in the data directory)",
-        )
-
     serve = sub.add_parser("serve", help="run the hub")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    data_dir(serve)
+    _storage(serve)
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument(
@@ -113,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the hub's ws(s):// URL as teammates reach it (default: the address of the hub "
         "running on this data directory)",
     )
-    data_dir(invite)
+    _storage(invite)
 
     keys = sub.add_parser("keys", help="manage the hub's signing key")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -122,11 +124,19 @@ def _parser() -> argparse.ArgumentParser:
         help="replace the signing key: every token issued so far is refused, and a running hub "
         "closes the connections that hold one",
     )
-    data_dir(rotate)
+    _storage(rotate)
 
     rooms = sub.add_parser("rooms", help="list stored rooms with file counts and sizes")
-    data_dir(rooms)
+    _storage(rooms)
+    _copy_rooms_parser(sub)
 
+    lsp = sub.add_parser("lsp", help="the language server (stdio); editors start it")
+    lsp.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
+    lsp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _copy_rooms_parser(sub: Any) -> None:
     copy = sub.add_parser(
         "copy-rooms",
         help="copy rooms (journal, history and all) from a data directory's SQLite store into "
@@ -141,11 +151,6 @@ def _parser() -> argparse.ArgumentParser:
         help="also make the data directory's signing key the cluster's, so the invites already "
         "given keep working (and every token of the cluster's old key is revoked)",
     )
-
-    lsp = sub.add_parser("lsp", help="the language server (stdio); editors start it")
-    lsp.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
-    lsp.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    return parser
 
 
 def _config(args: argparse.Namespace) -> HuddleConfig:
