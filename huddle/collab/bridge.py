@@ -147,6 +147,10 @@ class _Candidate:
 class _Flight:
     id: int
     sent: TextOp  # on E_V
+    # ``sent`` as the queue had it, not narrowed (:meth:`_outgoing`): the same text, in the shape
+    # the teammates made it. What goes back into the queue, and what the user's typing is
+    # transformed over, where the edit was not applied or was applied over typing.
+    intent: TextOp
     candidates: list[_Candidate]
     ranges: tuple[Range, ...]  # the sent edits' ranges, as the editor reads them
     unchecked: bool  # for a version the editor does not check, to look for over typing
@@ -445,15 +449,16 @@ class Bridge:
         (the position it was sent at is before the typing there): that order is as good a
         merge as the other, so it is the one kept, and the editor need not move that text."""
         self._flight = None
-        typing = TextOp.identity(flight.sent.base_length)
+        typing = TextOp.identity(flight.intent.base_length)
         for op in flight.changes[:split]:
             typing = typing.compose(op)
-        placed, typing = transform(flight.sent, typing)
+        placed, typing = transform(flight.intent, typing)
         self._feed(typing)
         misplaced = TextOp.identity(len(self._shadow))
         for undo in reversed(flight.undos[split:]):
             misplaced = misplaced.compose(undo)
-        self._queued = _narrow(misplaced.compose(placed).compose(self._queued), self._shadow)
+        # Only the move is narrowed: what the CRDT queued since keeps its shape (see _outgoing).
+        self._queued = _narrow(misplaced.compose(placed), self._shadow).compose(self._queued)
 
     def _feed(self, op: TextOp) -> None:
         """Bring a change the editor made (on the text before it) into the CRDT."""
@@ -536,7 +541,7 @@ class Bridge:
         """The edit to send now, if any; it is then in flight until resolved."""
         if self._flight is not None or self._stalled:
             return None
-        sent, rest = self._outgoing()
+        sent, rest, intent = self._outgoing()
         if sent.is_noop:
             return None
         shadow = self._shadow
@@ -574,7 +579,7 @@ class Bridge:
         # VS Code (``late_applies``) may apply a checked one over a keystroke it reports first,
         # and may report the edit before or after its answer.
         unchecked = (self.version <= 0 or self.late_applies) and len(wire) <= _MAX_EDITS
-        self._flight = _Flight(self._last_id, sent, candidates, ranges, unchecked)
+        self._flight = _Flight(self._last_id, sent, intent, candidates, ranges, unchecked)
         return ApplyEdit(self._last_id, self.version, edits)
 
     def _applies_unchanged(self, candidates: list[_Candidate], rest: TextOp) -> bool:
@@ -603,27 +608,37 @@ class Bridge:
             return "\r\n" if size > 1 and shadow.slice(size - 2, size - 1) == "\r" else "\n"
         return ""
 
-    def _outgoing(self) -> tuple[TextOp, TextOp]:
-        """``(send, rest)`` with ``queued == send . rest``: ``send`` is what the editor can
-        apply, ``rest`` what stays queued after it. ``rest`` is empty except for an editor that
-        keeps a final line break (:attr:`final_newline`) when the CRDT text lacks one: that
-        editor's text is the CRDT's plus its line break, which it cannot delete and adds where
-        an edit leaves it out, so the line break is left out of ``send``'s deletions and added
-        to its target, and ``rest`` deletes it (never sent: idle, ``queued`` is then that
-        deletion and I2 still holds)."""
+    def _outgoing(self) -> tuple[TextOp, TextOp, TextOp]:
+        """``(send, rest, intent)`` with ``queued == send . rest``: ``send`` is what the editor
+        can apply, ``rest`` what stays queued after it, ``intent`` the same change as ``send``
+        in the queue's own shape. ``rest`` is empty except for an editor that keeps a final
+        line break (:attr:`final_newline`) when the CRDT text lacks one: that editor's text is
+        the CRDT's plus its line break, which it cannot delete and adds where an edit leaves it
+        out, so the line break is left out of ``send``'s deletions and added to its target,
+        and ``rest`` deletes it (never sent: idle, ``queued`` is then that deletion and I2
+        still holds).
+
+        ``send`` is then narrowed to what differs (the line break deleted and added back is no
+        change), which also trims a teammate's replacement to the characters its old and new
+        texts do not share: ``<y26>`` replaced by ``ß<e20>`` goes out keeping the old ``>``.
+        The editor's text is the same either way, but the CRDT's ``>`` is the teammate's new
+        one: where the edit came back not applied, the trimmed shape went back into the queue,
+        and the user's concurrent typing there, transformed over it, went inside the
+        teammate's token (``<e20 >``, found by tests/editor_fuzz.py). So ``intent``, untrimmed,
+        is what goes back into the queue."""
         queued = self._queued
         size = queued.target_length
         identity = TextOp.identity(size)
         if not self.final_newline or self._flight is not None:
-            return _changing(queued, self._shadow), identity
+            return _changing(queued, self._shadow), identity, queued
         kept = self._kept_newline()
         mirror = self._mirror
         # An empty CRDT text lacks a final line break too (a teammate emptied the file): the
         # editor gets "" plus its line break. Reading its last character would raise.
         if not kept or len(mirror) != size or (size and mirror.slice(size - 1, size) == "\n"):
-            return queued, identity
-        send = _narrow(queued.compose(TextOp((size, kept))), self._shadow)
-        return send, TextOp((size, -len(kept)))
+            return queued, identity, queued
+        intent = queued.compose(TextOp((size, kept)))
+        return _narrow(intent, self._shadow), TextOp((size, -len(kept))), intent
 
     def _wire_edits(self, op: TextOp) -> tuple[list[Edit], TextOp | None]:
         """``op`` as LSP-addressable edits: no boundary between the ``\\r`` and ``\\n`` of a
@@ -739,7 +754,7 @@ class Bridge:
         flight = self._flight
         assert flight is not None
         self._flight = None
-        self._queued = flight.sent.compose(self._queued)
+        self._queued = flight.intent.compose(self._queued)
         if said_applied and _reinserts(flight):
             # The editor's changes hold the text of the edit it did not apply: its echo in a
             # shape the bridge does not know? Fed as typing, the edit would be sent again and

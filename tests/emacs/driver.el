@@ -30,7 +30,11 @@
   (let ((buffer (find-file-noselect file)))
     (set-window-buffer (selected-window) buffer)
     (set-buffer buffer)
-    (huddle-start)
+    ;; eglot waits `eglot-sync-connect' (3 s) for the server and then goes on connecting in
+    ;; the background: on a loaded machine `huddle lsp' takes longer to start (it failed 1 run
+    ;; in 8 beside the suite). Wait for the connection itself, as long as the caller allows.
+    (let ((eglot-sync-connect 25))  ; the callers give up after 30 s
+      (huddle-start))
     (json-encode (list :managed (if (eglot-managed-p) t :json-false)))))
 
 (defun huddle-test-type (file position text rate)
