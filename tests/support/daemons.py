@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -92,7 +93,7 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Daemon:
+class Daemon(ABC):
     """A server in a temporary directory of its own, on 127.0.0.1 and a free port: start() runs
     it (a subclass's), close() ends it and removes the directory; ``with`` does both."""
 
@@ -102,8 +103,9 @@ class Daemon:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @abstractmethod
     def start(self) -> Self:
-        raise NotImplementedError
+        """Run the server (with ``launch``) and wait until it answers."""
 
     def launch(
         self, argv: list[str], ready: Callable[[], bool], *, what: str, timeout: float = 30.0
