@@ -33,7 +33,9 @@ checks are exact:
 Edits never start or end inside a marker or between the CR and LF of a CRLF (a user who
 splits a marker garbles it; the fuzzer looks for the bridge doing it). VS Code's keyboard
 edits are made at places the keys find whatever teammates did meanwhile (the ends of the file,
-of a line), for the same reason.
+of a line), for the same reason, and it pastes each token, as the others insert theirs at once:
+typed, VS Code reports it a character at a time, and a teammate who had not seen the first
+characters could insert between them, as two people typing at one place do.
 
 Long form: ``python -m tests.editor_fuzz --seconds N --seed S``; it prints its figures and
 writes them to benchmarks/results/editor-fuzz.json. The short form is
@@ -81,7 +83,6 @@ NODE_PEER = ROOT / "tests" / "node" / "editor_fuzz_peer.mjs"
 LSP_TAP = ROOT / "tests" / "nvim" / "lsp_tap.py"
 
 MARKER = re.compile(r"<[a-z]\d+>")
-TYPING = re.compile(r"<[a-z]?\d*>?")
 # Around markers only these: a letter, digit, < or > left over after the markers are taken out
 # is a piece of a garbled one.
 FILLERS = ["é", "中", "😀", " ", "ß"]
@@ -122,28 +123,13 @@ def boundaries(text: str) -> list[int]:
     """Offsets (code points) where an edit may start or end: not inside a marker, nor between
     the CR and LF of a CRLF."""
     inside: set[int] = set()
-    for m in TYPING.finditer(text):
-        # A marker, or the start of one VS Code is typing (it reports each character of an
-        # inserted text on its own): an edit just after "<" or "<v1" would split "<v12>" too.
-        inside.update(range(m.start() + 1, m.end() + (m.group()[-1] != ">")))
+    for m in MARKER.finditer(text):
+        inside.update(range(m.start() + 1, m.end()))
     at = text.find("\r\n")
     while at >= 0:
         inside.add(at + 1)
         at = text.find("\r\n", at + 2)
     return [b for b in range(len(text) + 1) if b not in inside]
-
-
-def touches_typing(text: str, edit: Edit) -> bool:
-    """Whether ``edit`` reaches into a marker VS Code is still typing (``<v1``, no ``>`` yet)
-    or ends where its next character goes: whole-line and end-of-file edits do not look at
-    ``boundaries``, and would garble it as a user would."""
-    for m in TYPING.finditer(text):
-        if m.group().endswith(">"):
-            continue
-        start, end = m.start(), m.end()
-        if (edit.start < end and edit.end > start) or end in (edit.start, edit.end):
-            return True
-    return False
 
 
 def lines_of(text: str) -> list[tuple[int, int, int]]:
@@ -329,11 +315,7 @@ class CasPeer(Peer):
         for _ in range(CAS_TRIES):
             text, tick = await self.view()
             edit = choose(rng, self.ledger, text, self.sep, keep_final_break=self.keep_final_break)
-            if (
-                edit is None
-                or touches_typing(text, edit)
-                or self.avoids(text[edit.start : edit.end], edit.text)
-            ):
+            if edit is None or self.avoids(text[edit.start : edit.end], edit.text):
                 continue
             if await self.apply(tick, text, edit):
                 where = f"{edit.start}-{edit.end} of {len(text)}"
@@ -540,9 +522,8 @@ class VSCodePeer(Peer):
     async def edit(self, keys: list[str], inserted: str = "") -> str:
         """Press ``keys``, then type ``inserted`` where they left the cursor, in one request to
         the page (a teammate's edit between the two would move the cursor: tests/workbench/
-        page.mjs fuzzEdit); what the clipboard then holds (what a Ctrl+X cut). A token is typed
-        whole (keystroke by keystroke, a teammate's text may land inside it), line breaks as
-        Enter."""
+        page.mjs fuzzEdit); what the clipboard held after the keys (what a Ctrl+X cut). Tokens
+        are pasted, line breaks typed with Enter."""
         pieces = [p for p in re.split(r"(\n)", inserted) if p]
         reply = await self.page.request("fuzzEdit", keys=keys, pieces=pieces)
         text: str = reply["text"]

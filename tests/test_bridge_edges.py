@@ -30,6 +30,7 @@ from huddle.collab.bridge import Bridge, TextChange
 from huddle.collab.positions import LineIndex, PositionEncoding, Range
 from huddle.server.hub import Hub
 from tests.support.peers import NodeClient, token
+from tests.test_neovim_ambiguity import answered_edits
 from tests.test_neovim_e2e import FILE, ROOM, START_TIMEOUT, Nvim, Scene, neovim_installed
 
 __all__ = ["neovim_installed"]  # the fixture, shared
@@ -79,6 +80,15 @@ CASES: dict[str, tuple[list[tuple[str, dict[str, Any]]], list[list[Any]], str]] 
         "x\ny\n",
     ),
     "neovim-replaces-all": ([], [[0, 0, 1, 1, "new\ntext"]], "new\ntext\n"),
+    # Neovim's user appends a line to a file whose final newline a teammate deleted: Neovim
+    # still shows one ('eol'), and the line was read as appended after it, which the room
+    # lacks: the room got "Za\nbc\n", the new line joined to the last (the fuzzer, seed
+    # 1988323280). The teammate's "Z" tells when the deletion has reached Neovim's server.
+    "neovim-appends-a-line-after-a-deleted-final-newline": (
+        [("delete", {"index": 3, "length": 1}), ("insert", {"index": 0, "text": "Z"})],
+        [["append", "c"]],
+        "Za\nb\nc",
+    ),
 }
 
 
@@ -112,6 +122,9 @@ async def test_neovim_at_the_edges_of_a_file(
             await ann.wait_event("synced")
             for op, args in ops:
                 await ann.request(op, file=FILE, **args)
+            if ops and scripted:  # Neovim edits on top of the teammate's edits: the last one
+                # is an insert, which Neovim is sent, after the others (one client, in order)
+                await scene.wait("the teammate's edits", WAIT, lambda: answered_edits(nvim) > 0)
             scene.signal("go")  # Neovim's own edits, if any
             await scene.wait("Neovim's edits", WAIT, lambda: nvim.has("done.json"))
 

@@ -135,7 +135,9 @@ def test_a_change_after_an_echo_is_not_read_as_continuing_it() -> None:
     after the last line, as a line diff: the last line break replaced by one, ``<b6>`` and
     another. Reading rule 1 (the reading that starts where the previous change of the
     notification ended, the cursor) took the echo's end for the cursor and fed ``\n<b6>``
-    right after VS Code's ``<``, so VS Code's ``v5>`` came after it: ``<\n<b6>v5>``."""
+    right after VS Code's ``<``, so VS Code's ``v5>`` came after it: ``<\n<b6>v5>``. Read as
+    ``<b6>`` and a line break after the line break only Neovim has, the new line was then
+    joined to VS Code's (``<v5><b6>\n``); it follows VS Code's line, as the user made it."""
     doc: Doc[Any] = Doc()
     text = doc.get("t", type=Text)
     text.insert(0, "x\n")
@@ -151,7 +153,15 @@ def test_a_change_after_an_echo_is_not_read_as_continuing_it() -> None:
     bridge.local_change(39, [_change(0, 1, 0, 1, "\n<c7>\n<"), _change(2, 1, 3, 0, "\n<b6>\n")])
     assert bridge.shadow == "x\n<c7>\n<\n<b6>\n"
     assert "<v5>" in str(text), f"a teammate's token was split: {str(text)!r}"
-    assert str(text) == "x\n<c7>\n<v5><b6>\n"
+    assert str(text) == "x\n<c7>\n<v5>\n<b6>"
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    assert [(e.range, e.new_text) for e in edit.edits] == [(R(P(2, 1), P(2, 1)), "v5>")]
+    bridge.edit_result(edit.id, applied=True)
+    bridge.local_change(40, [_change(2, 1, 2, 1, "v5>")])
+    assert bridge.shadow == str(text) + "\n"
+    assert not bridge.in_flight and bridge.next_apply_edit() is None
+    assert bridge.check() and bridge.repairs == 0
 
 
 def test_an_append_past_a_final_newline_the_user_deleted_is_not_typed_again() -> None:
@@ -200,3 +210,36 @@ def test_an_exact_replacement_keeps_no_edge_of_the_old_text() -> None:
     mine.apply_update(to_me)
     theirs.apply_update(to_them)
     assert str(text) == str(their_text) == "<p13>ß\nz\n"
+
+
+def test_a_line_appended_after_a_kept_final_newline_follows_the_last_line() -> None:
+    """Seed 1988323280 (LF, Neovim 0.7 on plain LSP), cut down from the hub's journal. The
+    room's text ended without a line break (``<e17>``), which Neovim still shows (``eol``), and
+    VS Code was typing ``<v9>é`` at its end (``<v`` had reached the room, not Neovim). The user
+    appended a line. Read as ``<a14>ß\\n`` after the line break only Neovim has, it reached the
+    room joined to the last line, after VS Code's ``<v``, and VS Code's next keys went after
+    it: ``<e17><v<a14>ß\\n9>é``. It is a new line after the room's whole last line."""
+    doc: Doc[Any] = Doc()
+    text = doc.get("t", type=Text)
+    room = "😀<b21>\n<e17>"
+    text.insert(0, room)
+    bridge = Bridge(
+        text, origin="me", version=40, editor_text=room + "\n", final_newline=True, line_diffs=True
+    )
+    assert bridge.next_apply_edit() is None
+    with doc.transaction(origin="vscode"):
+        text.insert(len(room.encode()), "<v")
+    # Neovim reports the appended line as a diff of lines, from the end of the last one.
+    bridge.local_change(41, [_change(1, 5, 2, 0, "\n<a14>ß\n")])
+    assert bridge.shadow == "😀<b21>\n<e17>\n<a14>ß\n"
+    assert str(text) == "😀<b21>\n<e17><v\n<a14>ß", "the new line was joined to the last"
+    with doc.transaction(origin="vscode"):  # VS Code's next keys, at its cursor
+        text.insert(len("😀<b21>\n<e17><v".encode()), "9>é")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    assert [(e.range, e.new_text) for e in edit.edits] == [(R(P(1, 5), P(1, 5)), "<v9>é")]
+    bridge.edit_result(edit.id, applied=True)
+    bridge.local_change(42, [_change(1, 5, 1, 5, "<v9>é")])
+    assert bridge.shadow == str(text) + "\n" == "😀<b21>\n<e17><v9>é\n<a14>ß\n"
+    assert not bridge.in_flight and bridge.next_apply_edit() is None
+    assert bridge.check() and bridge.repairs == 0

@@ -320,13 +320,14 @@ class Bridge:
         # ("x1" typed before "xyz" arrives as "1x" after its "x"): take the one the user meant.
         if self.line_diffs and not self._exact:
             start, end, inserted = readings.choose(shadow, start, end, inserted, self._caret)
+        start, end, inserted, appended = self._line_after_kept_newline(start, end, inserted)
         self._caret = start + len(inserted)
         change = TextChange(change.range, inserted)
         op = TextOp.from_edit(len(shadow), start, end, change.text)
         flight = self._flight
         if flight is None:
             shadow.replace(start, end, change.text)
-            self._feed(op)
+            self._feed(op, after_theirs=appended)
             return
         # VS Code (``late_applies``) reports an edit it applies, and each keystroke, as one
         # notification of its own: the user's typing ends only where a notification does.
@@ -353,6 +354,26 @@ class Bridge:
         self._suspect = 0
         if match.correction is not None:
             self._feed(match.correction)
+
+    def _line_after_kept_newline(
+        self, start: int, end: int, text: str
+    ) -> tuple[int, int, str, bool]:
+        """Lines the user appended after a final line break that the editor keeps
+        (:attr:`final_newline`) and the shared text lacks, read as that line break and the
+        lines before it (``"c\n"`` after ``"a\nb\n"`` as ``"\nc"`` after ``"a\nb"``): the
+        same buffer, but that line break is the editor's alone (the queue deletes it), so the
+        other reading gave the room ``"a\nbc\n"``, the new line joined to the last, and the
+        editor was then sent the join. The last value says whether it was read so: the new line
+        then follows the room's whole last line, teammates' text not yet in the editor included
+        (see :meth:`_feed`)."""
+        kept = self._kept_newline()
+        size, k = len(self._shadow), len(kept)
+        if not kept or start != size or end != size or not text.endswith(kept):
+            return start, end, text, False
+        room = len(self._mirror)
+        if room and self._mirror.slice(room - 1, room) == "\n":
+            return start, end, text, False  # the room has a final line break of its own
+        return size - k, size - k, kept + text[:-k], True
 
     def _match(self, flight: _Flight, undo: TextOp) -> _Candidate | None:
         """The candidate the buffered changes reproduce, if any, after one more (``undo``
@@ -460,9 +481,16 @@ class Bridge:
         # Only the move is narrowed: what the CRDT queued since keeps its shape (see _outgoing).
         self._queued = _narrow(misplaced.compose(placed), self._shadow).compose(self._queued)
 
-    def _feed(self, op: TextOp) -> None:
-        """Bring a change the editor made (on the text before it) into the CRDT."""
-        mine, self._queued = transform(op, self._queued)
+    def _feed(self, op: TextOp, *, after_theirs: bool = False) -> None:
+        """Bring a change the editor made (on the text before it) into the CRDT. Where it
+        inserts at the same place as a teammate's change the editor has not seen, the editor's
+        text goes first, unless ``after_theirs``: a line appended after the last line goes
+        after what teammates added to that line (VS Code's ``<v`` typed at the end of the file
+        stays on its line, seed 2001)."""
+        if after_theirs:
+            self._queued, mine = transform(self._queued, op)
+        else:
+            mine, self._queued = transform(op, self._queued)
         self._apply(mine)
 
     def _apply(self, op: TextOp) -> None:

@@ -15,7 +15,8 @@
 --
 -- Other settings: EDITS (how many), SEED, MIN_DELAY_MS/MAX_DELAY_MS (between edits),
 -- DEBOUNCE_MS (the client's debounce_text_changes, 20 by default), SCRIPTED (fixed edits
--- instead of random ones), TAP and JOURNAL (record the LSP traffic and every buffer state).
+-- instead of random ones: {row, col, end_row, end_col, text} or {"append", lines}), TAP and
+-- JOURNAL (record the LSP traffic and every buffer state).
 --
 -- Marks: every insert may carry a character used nowhere else, a "mark" (editor a: U+3400 and
 -- up, 3 bytes in UTF-8; editor b: U+20000 and up, 4 bytes in UTF-8 and a surrogate pair in
@@ -297,7 +298,11 @@ end
 local function random_edit()
   if SCRIPTED ~= vim.NIL then
     local e = SCRIPTED[state.edits + 1]
-    api.nvim_buf_set_text(state.buf, e[1], e[2], e[3], e[4], split_lines(e[5]))
+    if e[1] == "append" then -- whole lines after the last (as :put or `o` add them)
+      api.nvim_buf_set_lines(state.buf, -1, -1, false, split_lines(e[2]))
+    else
+      api.nvim_buf_set_text(state.buf, e[1], e[2], e[3], e[4], split_lines(e[5]))
+    end
     return
   end
   local text = buffer_text()

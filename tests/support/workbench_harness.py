@@ -41,6 +41,10 @@ SETTINGS = {
     "editor.autoClosingBrackets": "never",
     "editor.autoClosingQuotes": "never",
     "editor.autoIndent": "none",
+    # Paste as a plain paste, at once: with paste-as, VS Code computes the paste's edits
+    # asynchronously and drops them if the text changes meanwhile (the fuzzer's Enter after a
+    # pasted token; tests/workbench/page.mjs fuzzEdit).
+    "editor.pasteAs.enabled": False,
     "editor.inlineSuggest.enabled": False,
     "editor.minimap.enabled": False,
     "files.autoSave": "off",

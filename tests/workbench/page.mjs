@@ -244,8 +244,11 @@ const ops = {
   // a Ctrl+X put there, or a Ctrl+A Ctrl+C copied; emptied first: a cut of nothing reads back
   // as ''). Keys and typing in two ops, a teammate's replacement that VS Code applied between
   // them moved the cursor (into a token it rewrote, even), and the typing went elsewhere than
-  // the keys had put it (seed 2023). Each piece in one input event (as a paste or an IME
-  // commit: a teammate's text arriving mid-token cannot split it), "\n" as the Enter key.
+  // the keys had put it (seed 2023). Each piece pasted, "\n" as the Enter key: VS Code reports
+  // a paste as one change, and typed text (keyboard.insertText too) a character at a time, so a
+  // teammate who inserted at the same place meanwhile, not having seen the first characters,
+  // split the token as two people typing at one place do (seed 1988323280): a race of the
+  // users, not the bridge's doing, which the fuzzer's checks could not tell apart.
   fuzzEdit: async ({ keys, pieces }) => {
     await page.evaluate(() => navigator.clipboard.writeText(''))
     for (const k of keys) await page.keyboard.press(k)
@@ -254,8 +257,16 @@ const ops = {
     // replaced the selection and the cut then took it (seed 3004). A timer of 0 ms started now
     // runs after it.
     await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)))
-    for (const p of pieces) await (p === '\n' ? page.keyboard.press('Enter') : page.keyboard.insertText(p))
-    return { text: await page.evaluate(() => navigator.clipboard.readText()) }
+    const text = await page.evaluate(() => navigator.clipboard.readText())
+    for (const p of pieces) {
+      if (p === '\n') {
+        await page.keyboard.press('Enter')
+        continue
+      }
+      await page.evaluate((piece) => navigator.clipboard.writeText(piece), p)
+      await page.keyboard.press('Control+V')
+    }
+    return { text }
   }
 }
 
