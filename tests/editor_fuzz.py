@@ -26,7 +26,9 @@ checks are exact:
   when it made it, and then it must be absent. Each edit is made on exactly the text it was
   chosen on (Emacs, Neovim and Node compare a change counter before they edit; VS Code cuts
   with Ctrl+X and the clipboard says what went), so the ledger is exact;
-- no marker is garbled: with whole markers taken out, no ``<``, ``>``, letter or digit is left;
+- no marker is garbled: with whole markers taken out, no ``<``, ``>``, letter or digit is left,
+  but for a marker a user's deletion cut apart (VS Code's keys select a character while a
+  teammate's text moves under them: the ``>`` cut is in its ledger, ``<p5`` left in the text);
 - the text is never longer than everything inserted;
 - 0 repairs (huddle lsp's safety net, ``huddle.status``), in every editor's language server.
 
@@ -83,6 +85,7 @@ NODE_PEER = ROOT / "tests" / "node" / "editor_fuzz_peer.mjs"
 LSP_TAP = ROOT / "tests" / "nvim" / "lsp_tap.py"
 
 MARKER = re.compile(r"<[a-z]\d+>")
+PIECE = re.compile(r"[<>a-z0-9]+")  # what is left of a marker cut apart
 # Around markers only these: a letter, digit, < or > left over after the markers are taken out
 # is a piece of a garbled one.
 FILLERS = ["é", "中", "😀", " ", "ß"]
@@ -178,6 +181,9 @@ class Ledger:
     stale: int = 0  # edits chosen on a text that changed before they were made: chosen anew
     inserted: list[str] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)
+    # Pieces of markers a deletion took without the rest (VS Code's cuts: keys that select a
+    # character while a teammate's text moves under them select what is there then).
+    pieces: set[str] = field(default_factory=set)
     inserted_chars: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     history: list[tuple[float, str, str, str, str]] = field(default_factory=list)
@@ -197,6 +203,7 @@ class Ledger:
         self.kinds[kind] += 1
         self.inserted += MARKER.findall(inserted)
         self.deleted.update(MARKER.findall(deleted))
+        self.pieces.update(PIECE.findall(MARKER.sub("", deleted)))
         # A line break may come back as CRLF (VS Code and Neovim rewrite to their EOL).
         self.inserted_chars += len(inserted) + inserted.count("\n")
 
@@ -260,6 +267,25 @@ def choose(
     if edit.start == edit.end and not edit.text:
         return None
     return edit
+
+
+def _cut_apart(missing: set[str], pieces: set[str], rest: str) -> dict[str, str]:
+    """Which of the ``missing`` markers an editor's deletion cut apart, each with what is left
+    of it in ``rest`` (the final text without whole markers): the marker is a recorded
+    ``piece`` taken out of a remnant that is there (``<p5`` left where a cut took ``>``)."""
+    found: dict[str, str] = {}
+    for marker in sorted(missing):
+        for piece in pieces:
+            at = marker.find(piece)
+            while at >= 0:
+                remnant = marker[:at] + marker[at + len(piece) :]
+                if remnant and remnant in rest:
+                    found[marker] = remnant
+                    break
+                at = marker.find(piece, at + 1)
+            if marker in found:
+                break
+    return found
 
 
 # -- the editors -------------------------------------------------------------------------------
@@ -620,25 +646,34 @@ class VSCodePeer(Peer):
         """What a cut that put ``clipboard`` on the clipboard deleted: the first deletion VS
         Code reported after ``mark`` on its own (one change, nothing inserted) that holds the
         clipboard's text (more, where a teammate's text landed at the edge of the selection
-        before the cut). Else the clipboard's text: a teammate who deleted part of the selection
-        first shrank it, and its ledger has what it took."""
+        before the cut). Else the clipboard's text and every such deletion reported meanwhile:
+        a teammate who deleted part of the selection first shrank it, and its ledger has what
+        it took; a teammate who replaced the selected line between the selection and the cut
+        (VS Code deletes the selection in a timer after filling the clipboard) had its new text
+        cut, which the clipboard never held (seed 1133397280: ``<p4> `` cut, ``<a3>ß <v2><p2>
+        `` on the clipboard). A teammate's deletion among them is one its own ledger has too."""
         wanted = BREAK.sub("\n", clipboard)
         found: list[str] = []
+        deletions: list[str] = []
 
         def reported() -> bool:
             self._follow()
+            deletions.clear()
             for changes in self._reports[mark:]:
                 if len(changes) != 1:
                     continue
                 deleted, inserted = changes[0]
-                if not inserted and wanted in BREAK.sub("\n", deleted):
+                if inserted or not deleted:
+                    continue
+                if wanted in BREAK.sub("\n", deleted):
                     found.append(deleted)
                     return True
+                deletions.append(deleted)
             return False
 
         with contextlib.suppress(AssertionError):
             await eventually(reported, timeout=CUT_REPORT_TIMEOUT, what="VS Code's cut")
-        return found[0] if found else clipboard
+        return found[0] if found else "\n".join([clipboard, *deletions])
 
     async def counters(self) -> dict[str, Any]:
         # "Huddle: Show Status" asks huddle lsp for huddle.status; its answer is in the tap.
@@ -917,14 +952,21 @@ class Fuzz:
         problems = []
         inserted = Counter(MARKER.findall(self.initial))
         deleted: set[str] = set()
+        pieces: set[str] = set()
         bound = len(self.initial) + 2
         for peer in self.peers:
             inserted.update(peer.ledger.inserted)
             deleted |= peer.ledger.deleted
+            pieces |= peer.ledger.pieces
             bound += peer.ledger.inserted_chars
         made_twice = {m for m, n in inserted.items() if n > 1}
         assert not made_twice, f"the fuzzer made a marker twice: {made_twice}"
         present = Counter(MARKER.findall(final))
+        rest = MARKER.sub("", final)
+        cut_apart = _cut_apart(set(inserted) - deleted - set(present), pieces, rest)
+        for remnant in cut_apart.values():
+            rest = rest.replace(remnant, "", 1)
+        deleted |= set(cut_apart)
         doubled = sorted(m for m, n in present.items() if n > 1)
         lost = sorted(set(inserted) - deleted - set(present))
         resurrected = sorted(set(present) & deleted)
@@ -937,7 +979,6 @@ class Fuzz:
             problems.append(f"markers deleted, yet present: {resurrected}")
         if unknown:
             problems.append(f"markers nobody inserted: {unknown}")
-        rest = MARKER.sub("", final)
         garbled = [m.group() for m in re.finditer(r"[^\r\n]{0,6}[<>A-Za-z0-9][^\r\n]{0,6}", rest)]
         if garbled:
             problems.append(f"garbled markers (pieces left): {garbled[:10]}")

@@ -97,3 +97,47 @@ def test_typing_then_a_replacement_echoed_as_its_smallest_changes() -> None:
     assert str(text) == "x<p19>zk\n"
     assert not bridge.in_flight and bridge.next_apply_edit() is None
     assert bridge.check() and bridge.repairs == 0
+
+
+def test_an_echo_shrunk_on_one_text_and_applied_to_the_next_is_settled() -> None:
+    """Seed 206635569 (CRLF; here LF), from the VS Code tap. A teammate replaced ``<p14>`` on
+    the last line by ``😀<p15>ß`` while the VS Code user cut the blank line above it. VS Code
+    checked the edit's version before the cut reached its extension host, shrank the
+    replacement on the text it had then (``😀`` before, ``4`` by ``5``, ``ß`` after) and
+    applied the pieces to the text after the cut, where their line no longer was: all at the
+    end of the text, ``<p14>😀5ß`` in its buffer, which no echo can be told from. The edit
+    stayed in flight for good while the user typed on, and nothing more reached VS Code.
+    Settled once the editor is quiet (huddle lsp's safety net): the editor's text goes to the
+    room as it is, counted as a repair, and edits flow again."""
+    doc: Doc[Any] = Doc()
+    text = doc.get("t", type=Text)
+    text.insert(0, "x\n\n<p14>")
+    bridge = Bridge(text, origin="me", version=62, late_applies=True, normalizes_eol=True)
+    _replace(doc, text, len("x\n\n"), len("x\n\n<p14>"), "😀<p15>ß")
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    assert [(e.range, e.new_text) for e in edit.edits] == [(R(P(2, 0), P(2, 5)), "😀<p15>ß")]
+    bridge.edit_result(edit.id, applied=True)
+    bridge.local_change(63, [TextChange(R(P(1, 0), P(2, 0)), "")])  # the user's cut
+    # VS Code's pieces, each clamped to the end of the text.
+    end = R(P(1, 5), P(1, 5))
+    garbled = [TextChange(end, "ß"), TextChange(end, "5"), TextChange(end, "😀")]
+    bridge.local_change(64, garbled)
+    bridge.local_change(65, [TextChange(R(P(0, 1), P(0, 1)), "<v7>")])  # typing on
+    assert bridge.shadow == "x<v7>\n<p14>😀5ß"
+    assert bridge.awaiting_echo, "the echo was recognised: this trace no longer reproduces"
+    assert bridge.next_apply_edit() is None
+    with doc.transaction(origin="teammate"):
+        text.insert(0, "<n1>")
+    assert bridge.next_apply_edit() is None, "an edit went out with another in flight"
+    bridge.settle()
+    assert not bridge.in_flight and bridge.repairs == 1
+    assert str(text) == "<n1>x<v7>\n<p14>😀5ß", "the user's typing did not reach the room"
+    edit = bridge.next_apply_edit()
+    assert edit is not None
+    assert [(e.range, e.new_text) for e in edit.edits] == [(R(P(0, 0), P(0, 0)), "<n1>")]
+    bridge.edit_result(edit.id, applied=True)
+    bridge.local_change(66, [TextChange(R(P(0, 0), P(0, 0)), "<n1>")])
+    assert bridge.shadow == str(text)
+    assert not bridge.in_flight and bridge.next_apply_edit() is None
+    assert bridge.check() and bridge.repairs == 1

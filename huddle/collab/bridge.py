@@ -804,6 +804,36 @@ class Bridge:
 
     # --- safety net ---------------------------------------------------------------------------
 
+    @property
+    def awaiting_echo(self) -> bool:
+        """An edit the editor said it applied is in flight, with changes the editor reported
+        around its answer, none of them recognised as the edit's echo (``late_applies``: see
+        :meth:`_echo_may_follow`)."""
+        flight = self._flight
+        return flight is not None and flight.answered and bool(flight.changes)
+
+    def settle(self) -> None:
+        """The editor went quiet while :attr:`awaiting_echo`: the echo came in a shape the
+        bridge did not recognise. Waiting for more changes would hold the user's typing out of
+        the room, and the room's edits out of the editor, until the user typed again (VS Code
+        shrank a teammate's replacement on one text and applied the pieces to the next, after
+        the user's cut, garbling it in its buffer; the edit stayed in flight for good:
+        tests/editor_fuzz.py, seed 206635569). The edit is taken as applied, as the editor
+        said, and whatever the editor's text holds beyond it as the user's, fed to the room.
+        Counted in ``repairs``: a correct run never needs it. Not while the editor has
+        reported nothing since it was sent the edit: eglot reports an applied edit only once
+        the user stops typing (and rejects one sent for a version it has left)."""
+        flight = self._flight
+        if flight is None or not self.awaiting_echo:
+            return
+        self.repairs += 1
+        before = self._shadow.text
+        for undo in reversed(flight.undos):
+            before = undo.apply(before)
+        self._flight = None
+        with self._doc.transaction(origin=self.origin):
+            self._feed(diff(flight.sent.apply(before), self._shadow.text))
+
     def check(self) -> bool:
         """Verify the invariants (O(n)); repair and count a repair when one is broken.
 

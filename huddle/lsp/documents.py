@@ -66,6 +66,9 @@ class Buffer:
     held: bool = False
     rejections: int = 0  # rejected edits in a row (the backoff doubles with each)
     dirty: bool = True  # changed since the safety net last checked it
+    # The version at the safety net's last look while an applied edit's echo was awaited
+    # (None: not awaiting); the same version at the next look: the editor went quiet.
+    awaiting_since: int | None = None
     # Huddle's Neovim plugin reports each buffer change exactly (on_bytes), in UTF-8 columns,
     # with the b:changedtick it saw, before Neovim's own debounced didChange (a line diff,
     # which may be ambiguous). None: a change the plugin could not read back.

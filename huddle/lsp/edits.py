@@ -122,12 +122,36 @@ class EditSender:
 
         asyncio.get_running_loop().call_later(delay, release)
 
+    def _settle_quiet(self, buffer: Buffer) -> None:
+        """An edit the editor said it applied, and no echo recognised: once a whole check
+        interval has passed with no change from the editor, take its text as it is
+        (Bridge.settle), so that neither side waits for the user's next keystroke."""
+        bridge = buffer.bridge
+        assert bridge is not None
+        if buffer.awaiting_since != buffer.version:
+            buffer.awaiting_since = buffer.version
+            return
+        buffer.awaiting_since = None
+        bridge.settle()
+        log.warning(
+            "%s: the editor applied an edit whose echo was not recognised; took its text as "
+            "it is (repair #%d)",
+            buffer.path,
+            self.repairs,
+        )
+        self.pump(buffer)
+        self.ws.send_status()
+
     async def safety_net(self) -> None:
         """Detect and repair divergence between editor shadow, pending edits and the CRDT."""
         while True:
             await asyncio.sleep(CHECK_INTERVAL)  # a period, not a wait for something
             for buffer in list(self.ws.buffers.values()):
                 bridge = buffer.bridge
+                if bridge is not None and not buffer.sending and bridge.awaiting_echo:
+                    self._settle_quiet(buffer)
+                    continue
+                buffer.awaiting_since = None
                 if bridge is None or buffer.sending or bridge.in_flight or not buffer.dirty:
                     continue
                 buffer.dirty = False

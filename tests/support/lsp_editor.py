@@ -77,6 +77,7 @@ class Editor:
         inline_completion: bool = True,
         keep_notifications: int | None = None,
         answer_delay: float = 0.0,
+        client_name: str | None = None,
     ) -> None:
         self.root = root
         self.style = style
@@ -85,6 +86,9 @@ class Editor:
         self.env = env or {}
         self.debounce = debounce if debounce is not None else 0.5 if style == "eglot" else 0.05
         self.inline_completion = inline_completion
+        # clientInfo.name: huddle lsp takes a named editor other than Neovim for one whose
+        # "applied: true" is true (Bridge.late_applies); unnamed, it is not.
+        self.client_name = client_name
         self.buffers: dict[str, Buffer] = {}
         self.client: LanguageClient = make_test_lsp_client()
         # Every notification by method; only the last ``keep_notifications`` of each where
@@ -97,6 +101,10 @@ class Editor:
         self.answered = 0  # and answered
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._edit_arrived = asyncio.Event()
+        # The next this many applied edits land in the buffer with a character more than sent,
+        # and are reported so (VS Code garbles an edit this way when the user types in between:
+        # Bridge.settle): an echo no bridge can recognise.
+        self.garble_echoes = 0
 
         def apply_edit(client: LanguageClient, params: lsp.ApplyWorkspaceEditParams) -> Any:
             return self._on_apply_edit(params)
@@ -152,6 +160,7 @@ class Editor:
                     lsp.WorkspaceFolder(uri=self.root.as_uri(), name=self.root.name)
                 ],
                 initialization_options=self.init_options,
+                client_info=None if self.client_name is None else lsp.ClientInfo(self.client_name),
             )
         )
         assert result.capabilities.position_encoding == self.encoding.value
@@ -318,6 +327,10 @@ class Editor:
                     CPosition(edit.range.end.line, edit.range.end.character), self.encoding
                 )
                 spans.append((start, end, edit.new_text, edit.range))
+            if self.garble_echoes > 0:
+                self.garble_echoes -= 1
+                start, end, new_text, edit_range = spans[-1]
+                spans[-1] = (start, end, new_text + "¿", edit_range)
             # LSP: all ranges refer to the document before the edit; apply back to front.
             for start, end, new_text, _ in sorted(spans, key=lambda s: s[0], reverse=True):
                 buf.text = buf.text[:start] + new_text + buf.text[end:]
