@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from huddle.collab.schema import file_texts
 from huddle.config import HuddleConfig
-from huddle.protocol import RpcError, room_url
+from huddle.protocol import RpcError, room_url, web_url
 from huddle.server import logs
 from huddle.server.auth import (
     DELEGATE,
@@ -233,7 +233,9 @@ def _invite(config: HuddleConfig, args: argparse.Namespace) -> int:
             db.close()
     token = signer.issue(args.room, args.user, Role(args.role), args.ttl)
     print(f"token: {token}")
-    print(f"join:  {room_url(_invite_url(config), args.room, token)}")
+    hub_url = _invite_url(config)
+    print(f"join:  {room_url(hub_url, args.room, token)}")
+    print(f"open in a browser: {web_url(hub_url, args.room, token)}")
     return 0
 
 

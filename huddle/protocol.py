@@ -85,6 +85,18 @@ def room_url(hub_url: str, room: str, token: str | None) -> str:
     return f"{url}?{urlencode({'token': token})}" if token else url
 
 
+def web_url(hub_url: str, room: str, token: str | None) -> str:
+    """A room's page in a browser (the hub serves it), and with a token its join link:
+    ``http://host:port/team/room#token=``. A fragment, not a query: browsers never send it, so
+    the token stays out of access logs and Referer headers."""
+    base = hub_url.rstrip("/")
+    for ws, http in (("wss://", "https://"), ("ws://", "http://")):
+        if base.startswith(ws):
+            base = http + base.removeprefix(ws)
+    url = f"{base}/{quote(room, safe='/')}"
+    return f"{url}#{urlencode({'token': token})}" if token else url
+
+
 class RpcError(Exception):
     """A request failed; ``code`` is stable and machine-readable (``ErrorCode``), ``message``
     is for people. Raised by hub handlers and by ``HubClient`` on the other side."""
@@ -157,7 +169,7 @@ class InviteParams(_Params):
 
 
 class InviteResult(_Result):
-    url: str
+    url: str  # the ws:// join link editors parse (``room_url``)
     hub: str
     room: str
     token: str
@@ -165,6 +177,7 @@ class InviteResult(_Result):
     user: str  # qualified by the minter: ``ann/bob`` is bob, invited by ann
     invited_by: str
     expires_at: str  # ISO 8601
+    web_url: str | None = None  # the same invite as a browser link (``web_url``); None: older hub
 
 
 class CreateFileParams(_Params):

@@ -52,6 +52,15 @@ def test_invite_prints_a_working_token_and_join_link(tmp_path: Path) -> None:
     parts = urlsplit(link)
     assert (parts.scheme, parts.netloc, parts.path) == ("wss", "hub.example.test:443", "/acme/web")
     assert parse_qs(parts.query)["token"] == [tok]
+    # The same invite for a browser: the token in the fragment, which browsers never send.
+    page = urlsplit(lines["open in a browser"].strip())
+    assert (page.scheme, page.netloc, page.path, page.query) == (
+        "https",
+        "hub.example.test:443",
+        "/acme/web",
+        "",
+    )
+    assert parse_qs(page.fragment)["token"] == [tok]
 
 
 async def test_invite_names_the_running_hubs_address(hub: Hub, data_dir: Path) -> None:
@@ -61,7 +70,7 @@ async def test_invite_names_the_running_hubs_address(hub: Hub, data_dir: Path) -
         huddle, "invite", "r", "--user", "bob", "--data-dir", str(data_dir)
     )
     assert result.returncode == 0, result.stderr
-    link = result.stdout.split("join:", 1)[1].strip()
+    link = result.stdout.split("join:", 1)[1].split()[0]
     assert urlsplit(link).netloc == f"127.0.0.1:{hub.port}", link
     assert result.stderr == ""
 

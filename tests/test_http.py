@@ -61,7 +61,8 @@ async def test_probes_are_logged_at_debug_not_info(
         async with httpx.AsyncClient() as http:
             for _ in range(3):
                 assert (await http.get(f"{base}/healthz")).status_code == 200
-            refused = await http.get(f"{base}/no/such/room")  # not a WebSocket upgrade
+            # Not a WebSocket upgrade, nor a room's page (a room name starts with a letter or digit)
+            refused = await http.get(f"{base}/-no-such-room")
             assert refused.status_code == 426
         async with HubClient(hub.url, ROOM, token(data_dir, ROOM, "ann")) as client:
             await asyncio.wait_for(client.synced.wait(), 10)

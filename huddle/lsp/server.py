@@ -295,6 +295,10 @@ class HuddleServer(LanguageServer):
         last = changes[-1] if changes else None
         if last is not None and last.range is not None and buffer.bridge is not None and not echo:
             self.presence.from_edit(buffer, last.range.start, last.text)
+        elif echo:
+            # Teammates' cursors are shown in the editor's coordinates, which the echo just
+            # moved: a tick resolved before it placed them against the text without the edit.
+            self.presence.schedule()
         self.edits.schedule()
 
     def close(self, params: lsp.DidCloseTextDocumentParams) -> None:

@@ -23,7 +23,7 @@ from websockets.protocol import State
 
 from huddle import protocol
 from huddle.collab import wire
-from huddle.protocol import HubMethod, RpcError, room_url
+from huddle.protocol import HubMethod, RpcError, room_url, web_url
 from huddle.server import datadir, rpc
 from huddle.server.ai import AiService
 from huddle.server.audit import AuditLog
@@ -37,6 +37,7 @@ from huddle.server.postgres import PostgresDatabase
 from huddle.server.room import Peer, Room
 from huddle.server.store import Database, RoomRecord, SqlDatabase, Store
 from huddle.server.summaries import Summaries
+from huddle.server.web import WebClient
 
 log = logging.getLogger("huddle.hub")
 
@@ -55,6 +56,14 @@ def parse_room(path: str) -> tuple[str, dict[str, list[str]]]:
     if len(name) > MAX_ROOM_NAME or not ROOM_NAME.fullmatch(name) or ".." in name.split("/"):
         raise ConnectionRejected(CloseCode.BAD_MESSAGE, "invalid room name")
     return name, parse_qs(query)
+
+
+def _page_room(target: str) -> str | None:
+    """The room whose page a browser asks for, or None when the path names no room."""
+    try:
+        return parse_room(target)[0]
+    except ConnectionRejected:
+        return None
 
 
 def bearer_token(query: dict[str, list[str]], headers: Headers) -> str | None:
@@ -153,6 +162,7 @@ class Hub:
             config.llm, self.signer.derive("llm-cache-salt"), self.metrics, self.audit
         )
         self.summaries = Summaries(self.ai)
+        self.web = WebClient()  # the browser client's page and assets (huddle/server/web)
         self.methods: dict[HubMethod, rpc.Handler] = {
             HubMethod.INVITE: self._invite,
             HubMethod.CREATE_FILE: _create_file,
@@ -205,6 +215,7 @@ class Hub:
             user=user,
             invited_by=minter.user,
             expires_at=grant.expires_at.isoformat(timespec="seconds"),
+            web_url=web_url(self.url, ctx.room.name, token),
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -302,7 +313,7 @@ class Hub:
             body = self.metrics.render()
             headers = Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
             return Response(200, "OK", headers, body)
-        return None
+        return self.web.respond(request, _page_room)  # None: a websocket upgrade, served next
 
     async def _health_problem(self) -> str | None:
         """Why this node should get no clients now (a load balancer asks), or None."""

@@ -113,6 +113,8 @@ export interface InviteResult {
   user: string;
   invited_by: string;
   expires_at: string;
+  /** The same invite as a browser link (`http://host:port/<room>#token=…`); absent from older hubs. */
+  web_url?: string | null;
 }
 
 /** `workspace/executeCommand` names the server registers. */
