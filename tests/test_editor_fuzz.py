@@ -7,7 +7,8 @@ failure names the seed, every editor's text and a diff from the hub's; each edit
 server log and every edit each editor made (edits.json) stay under the test's tmp_path. The
 long form: ``python -m tests.editor_fuzz --seconds 300``.
 
-A run takes 27-39 s, of which 13-23 s start everything and 12 s edit.
+A run takes 30-45 s alone (13-23 s start everything, 12 s edit), up to 85 s beside the whole
+suite on two cores.
 """
 
 from __future__ import annotations
@@ -23,12 +24,6 @@ from tests.editor_fuzz import Config, Fuzz
 from tests.test_neovim_e2e import neovim_installed
 
 __all__ = ["neovim_installed"]  # the fixture, shared
-
-# Not in ./dev test yet: beside the whole suite on 2 cores it passed 34 runs in 36, and each
-# failure it still finds is an open bridge bug (issue 13: a Neovim line appended to a room text
-# without a final newline is glued to the last line; a plugin marker garbled in a CRLF file).
-# `./dev workbench` runs it.
-pytestmark = pytest.mark.workbench
 
 SECONDS = 12.0
 

@@ -381,3 +381,29 @@ async def test_emacs_passes_a_hub_list_through(hub: Hub, data_dir: Path, tmp_pat
             return bool((await emacs.json(status)).get("hub") == hub.url)
 
         await eventually(names_the_live_hub, what="huddle/status names the live hub")
+
+
+async def test_flush_waits_for_a_write_under_way_and_ends_when_its_hub_dies(
+    tmp_path: Path,
+) -> None:
+    """``HubClient.flush`` (the editor's shutdown, the clients' barrier) returned as soon as the
+    outbox was empty, though the update taken from it was still being written (a large file to
+    a slow hub); and had it waited for that write, a hub that died under it would have held it
+    for good. A stopped hub cannot read a 60 MB file: the write stays under way until the hub is
+    killed, and then the flush ends."""
+    data = tmp_path / "hub"
+    async with HubProcess(data) as hub, HubClient(hub.url, ROOM, token(data, ROOM, "ann")) as ann:
+        await asyncio.wait_for(ann.synced.wait(), 20)
+        assert hub.proc is not None
+        hub.proc.send_signal(signal.SIGSTOP)
+        try:
+            files(ann.doc)["big.txt"] = Text("x" * 60_000_000)
+            flushing = asyncio.create_task(ann.flush())
+            await eventually(lambda: not ann._outbox, what="the write under way")
+            for _ in range(3):
+                await asyncio.sleep(0)  # a turn for the flush task (a yield, not a wait for time)
+            assert not flushing.done(), "flush returned while the file was still being written"
+        finally:
+            await hub.kill(signal.SIGKILL)  # a stopped hub takes no SIGTERM: never leave it so
+        await asyncio.wait_for(flushing, 20)  # a bound: it ends when the connection does
+        assert ann.status is not Status.CONNECTED

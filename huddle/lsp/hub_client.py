@@ -98,7 +98,8 @@ class HubClient:
         self._ws: ClientConnection | None = None
         self._outbox: list[bytes] = []
         self._outbox_ready = asyncio.Event()
-        self._flushed = asyncio.Event()
+        self._flushed = asyncio.Event()  # clear while a local update or presence is unsent
+        self._flushed.set()
         self._presence_dirty = False
         self._applying_remote = False
         self._local_state: dict[str, Any] | None = None
@@ -167,9 +168,17 @@ class HubClient:
         return self.status
 
     async def flush(self) -> None:
-        """Return once every local update has been written to the hub (when connected)."""
-        while (self._outbox or self._presence_dirty) and self.status is Status.CONNECTED:
-            await self._flushed.wait()
+        """Return once every local update has been written to the hub, or the connection is
+        gone (a new one sends what the hub lacks in its first sync). Not on an empty outbox
+        alone: the update being written (a large file, a slow hub) has left it already."""
+        while not self._flushed.is_set() and self.status is Status.CONNECTED:
+            flushed = asyncio.ensure_future(self._flushed.wait())
+            changed = asyncio.ensure_future(self._status_changed.wait())
+            try:
+                await asyncio.wait({flushed, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                flushed.cancel()
+                changed.cancel()
 
     # -- local changes -------------------------------------------------------------------
 
@@ -351,6 +360,8 @@ class HubClient:
         self._ws = ws
         # Anything queued is covered by the two-step sync below.
         self._outbox.clear()
+        if not self._presence_dirty:
+            self._flushed.set()
         await ws.send(wire.encode(wire.SyncStep1(self.doc.get_state())))
         self._set_status(Status.CONNECTED, "")
         if self._local_state is not None:
