@@ -37,10 +37,10 @@ class Benchmark:
 
 
 def _registry() -> dict[str, Benchmark]:
-    from benchmarks import ai, cluster, fanout, keystroke, summary_load, traces
+    from benchmarks import ai, cluster, fanout, keystroke, summary_load, traces, web
 
-    found = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK, summary_load.BENCHMARK)
-    found += (traces.BENCHMARK, cluster.BENCHMARK)
+    found: tuple[Benchmark, ...] = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK)
+    found += (summary_load.BENCHMARK, traces.BENCHMARK, cluster.BENCHMARK, web.BENCHMARK)
     return {bench.name: bench for bench in found}
 
 

@@ -32,6 +32,7 @@ import pytest
 
 from huddle.collab.schema import file_texts
 from huddle.llm import LlmConfig
+from huddle.protocol import web_url
 from huddle.server.hub import Hub
 from tests.nvim_plugin.editor import MODEL_TIMEOUT, ROOT, Editor
 from tests.support.hubs import local_hub
@@ -126,6 +127,8 @@ async def test_two_editors_in_one_room(
         await amy.wait("the invite link in register h", invite_link)
         link = await amy.lua("return vim.fn.getreg('h')")
         assert link.startswith(f"{model_hub.url}/{ROOM}?token="), link
+        web = await amy.lua("return vim.g.huddle_last_web_invite")
+        assert web == web_url(model_hub.url, ROOM, link.split("?token=", 1)[1]), web
         await bob.nvim.command(f"HuddleJoin {link}")
         await bob.wait_connected(ROOM)
         initial_lines = INITIAL.splitlines()

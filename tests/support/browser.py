@@ -81,8 +81,9 @@ class Browser:
             raise AssertionError(f"browser {op} failed: {reply['error']}")
         return reply
 
-    async def open(self, page: str, url: str) -> dict[str, Any]:
-        return await self.request("open", page=page, url=url)
+    async def open(self, page: str, url: str, **viewport: int) -> dict[str, Any]:
+        """A page (its own context) at ``url``; ``width`` and ``height``: its viewport."""
+        return await self.request("open", page=page, url=url, **viewport)
 
     async def state(self, page: str) -> dict[str, Any]:
         return await self.request("state", page=page)

@@ -172,9 +172,15 @@ async function share(deps: Deps): Promise<void> {
   const params: P.InviteParams = { role: role.role, ttl_seconds: INVITE_TTL_SECONDS, user: user.trim() };
   const invite = await deps.client.command<P.InviteResult>(P.Command.invite, [params]);
   await vscode.env.clipboard.writeText(invite.url);
-  void vscode.window.showInformationMessage(
-    `Huddle: invite link for ${invite.user} (${invite.role}, until ${invite.expires_at}) copied to the clipboard. They run "Huddle: Join Session" and paste it.`,
+  // The same invite as a link to the hub's browser client (hubs before it send none).
+  const web = invite.web_url ?? null;
+  const browser = web === null ? '' : ', or open it in a browser (Copy Browser Link)';
+  const copyWeb = 'Copy Browser Link';
+  const choice = await vscode.window.showInformationMessage(
+    `Huddle: invite link for ${invite.user} (${invite.role}, until ${invite.expires_at}) copied to the clipboard. They run "Huddle: Join Session" and paste it${browser}.`,
+    ...(web === null ? [] : [copyWeb]),
   );
+  if (choice === copyWeb && web !== null) await vscode.env.clipboard.writeText(web);
 }
 
 async function leave(deps: Deps): Promise<void> {

@@ -12,11 +12,14 @@ import {
 import { defaultKeymap, indentWithTab } from '@codemirror/commands'
 import { bracketMatching, defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
+import { inlineCompletion } from './completion'
 import { watchConnection } from './connection'
 import { readJoin } from './join'
 import { languageFor } from './languages'
 import { roomFiles, validPath } from './paths'
 import { LocalPresence, colorClass, colorFor, cursorIn, indexIn, peersOf, remoteCursors } from './presence'
+import { Rpc } from './rpc'
+import { SummaryPanel } from './summary'
 import { drawTree } from './tree'
 
 // The CSP nonce of this response, for the <style> CodeMirror adds where constructed stylesheets
@@ -54,6 +57,18 @@ function start (): void {
   const awareness = provider.awareness
   const me = new LocalPresence(awareness, join.user, colorFor(join.user))
   watchConnection(provider, status)
+  const rpc = new Rpc(provider)
+  const summaries = new SummaryPanel(rpc, {
+    panel: element('summary'),
+    title: element('summary-title'),
+    status: element('summary-status'),
+    text: element('summary-text'),
+    cancel: element('summary-cancel') as HTMLButtonElement,
+    close: element('summary-close') as HTMLButtonElement
+  })
+  const summarizeFile = element('summarize-file') as HTMLButtonElement
+  summarizeFile.addEventListener('click', () => { if (current !== null) summaries.run('file', current.path) })
+  element('catch-up').addEventListener('click', () => summaries.run('catch_up', null))
   let current: Open | null = null
   let following: string | null = null
 
@@ -71,6 +86,7 @@ function start (): void {
     const text = path === null ? undefined : files.get(path)
     if (path === null || !(text instanceof Y.Text)) {
       fileName.textContent = ''
+      summarizeFile.disabled = true
       delete editorBox.dataset.path
       me.set(null, null)
       drawFiles()
@@ -78,6 +94,7 @@ function start (): void {
     }
     say('')
     fileName.textContent = path
+    summarizeFile.disabled = false
     editorBox.dataset.path = path
     const view = new EditorView({
       parent: editorBox,
@@ -96,6 +113,8 @@ function start (): void {
           // Remote cursors are drawn by presence.ts (the CSP forbids y-codemirror.next's inline styles).
           yCollab(text, null, { undoManager: new Y.UndoManager(text) }),
           remoteCursors(awareness, text, path),
+          // Readers get no completions: they could not accept one (the hub would drop the edit).
+          join.role === 'read' ? [] : inlineCompletion(rpc, doc, text, path),
           EditorState.readOnly.of(join.role === 'read'),
           EditorView.cspNonce.of(nonce),
           EditorView.contentAttributes.of({ 'aria-label': path }),

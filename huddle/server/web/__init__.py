@@ -57,6 +57,8 @@ _PAGE = """<!doctype html>
 <span class="hd-brand">Huddle</span><span id="room"></span><span id="role"></span>
 <span id="following"></span>
 <span id="status" role="status" data-state="connecting">connecting…</span>
+<button id="summarize-file" type="button" disabled>Summarize file</button>
+<button id="catch-up" type="button">Catch me up</button>
 </header>
 <aside>
 <h2>Files</h2><ul id="files"></ul>
@@ -64,6 +66,12 @@ _PAGE = """<!doctype html>
 </aside>
 <main>
 <div id="file-name"></div><div id="notice" role="alert"></div><div id="editor"></div>
+<section id="summary" aria-live="polite" hidden>
+<div class="hd-summary-bar"><span id="summary-title"></span><span id="summary-status"></span>
+<button id="summary-cancel" type="button">Cancel</button>
+<button id="summary-close" type="button">Close</button></div>
+<div id="summary-text"></div>
+</section>
 </main>
 <noscript>This page needs JavaScript.</noscript>
 </body>

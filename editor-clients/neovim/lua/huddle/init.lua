@@ -69,7 +69,13 @@ function M.share(user, role)
     vim.fn.setreg(register, result.url)
     vim.g.huddle_last_invite = result.url
     local who = options.user or "guest"
-    notify(("invite for %s (%s, register %s):\n%s"):format(who, result.role, register, result.url))
+    local message = ("invite for %s (%s, register %s):\n%s"):format(who, result.role, register, result.url)
+    -- The same invite for a browser: the hub's page (older hubs send none).
+    if type(result.web_url) == "string" then
+      vim.g.huddle_last_web_invite = result.web_url
+      message = message .. "\nin a browser:\n" .. result.web_url
+    end
+    notify(message)
   end)
 end
 

@@ -187,6 +187,8 @@ describe('huddle lsp, as the extension drives it', () => {
       { hub: hub.url, room: ROOM, token: result.token, user: 'ann/carol', role: 'read' },
     ); // an editor's invite names the guest after the inviter: nobody mints another's name
     assert.deepEqual([result.user, result.invited_by], ['ann/carol', 'ann']);
+    // What Share offers to copy too: the hub's page for the room, the same token in its fragment.
+    assert.equal(result.web_url, `${hub.url.replace(/^ws/, 'http')}/${ROOM}#token=${result.token}`);
     assert.ok(Date.parse(result.expires_at) > Date.now());
     const carol = new Editor('carol', path.join(tmp.dir, 'carol'), server);
     const mallory = new Editor('mallory', path.join(tmp.dir, 'mallory'), server);
