@@ -144,6 +144,7 @@ async def test_catch_up_reports_exactly_who_changed_what_with_progress_and_strea
         }
         assert result["summary"].strip(), "the model wrote nothing"
         assert "| `util.py` (new) | ann, bob | 6 | 0 |" in result["markdown"]
+        assert result["markdown"].startswith("## Catching up: the room's start to "), "cy's first"
 
         reports = progress_of(cy, result)
         assert isinstance(reports[0], lsp.WorkDoneProgressBegin)

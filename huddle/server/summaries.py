@@ -560,7 +560,9 @@ def _markdown(
     if kind in ("file", "selection"):
         return "\n".join([*note, summary]) if note else summary
     heading = "Catching up" if kind == "catch_up" else "Session"
-    lines = [f"## {heading}: {_when(since)} to {_when(until)}", "", *note]
+    # A first catch-up reads from the room's start (time 0), not from 1970.
+    start = _when(since) if since else "the room's start"
+    lines = [f"## {heading}: {start} to {_when(until)}", "", *note]
     if not files:
         lines.append("Nothing changed." if kind == "session" else "No changes by teammates.")
         return "\n".join(lines) + "\n"
