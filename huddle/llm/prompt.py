@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from huddle.llm.config import LlmConfig
 from huddle.llm.fim import FimTemplate
+from huddle.llm.shaping import healed
 
 TokenCounter = Callable[[str], int]
 
@@ -128,7 +129,9 @@ def build_prompt(
     suffix = _start(context.suffix, int(current_budget * budget.suffix_share), count)
     if template.fim is None:
         suffix = ""  # plain-prefix models never see the suffix
-    prefix = _tail(context.prefix, current_budget - count(suffix), budget.line_quantum, count)
+    # The editor's indentation on an empty line, less the space the model writes with its word.
+    before = context.prefix[: len(context.prefix) - len(healed(_last_line(context.prefix)))]
+    prefix = _tail(before, current_budget - count(suffix), budget.line_quantum, count)
     text = template.render(
         prefix=prefix, suffix=suffix, path=context.path, repo=context.repo_name, files=files
     )
@@ -140,6 +143,10 @@ def build_prompt(
         estimated_tokens=count(text),
         context_paths=[path for path, _ in files],
     )
+
+
+def _last_line(text: str) -> str:
+    return text[text.rfind("\n") + 1 :]
 
 
 def _head(text: str, budget: int, quantum: int, count: TokenCounter) -> str | None:

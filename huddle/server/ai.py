@@ -480,6 +480,7 @@ class AiService:
             content[line_start:offset],
             content[offset:],
             max_lines=self.config.max_completion_lines,
+            text_before_cursor=content[:line_start],
         )
         return context, shaper
 
