@@ -522,3 +522,49 @@ async def test_a_readers_updates_are_rate_limited(hub: Hub, data_dir: Path) -> N
         assert 1 <= looked_at <= allowed + 1, (looked_at, elapsed)
         assert [m for m in seen if isinstance(m, wire.AuthDenied)]  # told it is read-only
         assert reads[0] <= 1, reads  # the answer to the sync step 1
+
+
+def _state_vector_clients(state: bytes) -> int:
+    """How many clients a Yjs state vector lists (its first varint)."""
+    count, shift = 0, 0
+    for byte in state:
+        count |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return count
+        shift += 7
+    raise ValueError("truncated state vector")
+
+
+async def test_files_the_hub_creates_add_no_client_to_the_rooms_state(
+    hub: Hub, data_dir: Path
+) -> None:
+    """The hub wrote each file it created (``create_file``, what every editor asks when it opens
+    a file the room lacks) from a new client id: the room's state vector grew by an entry per
+    file, and at about 4,900 files the state an editor sends with each completion passed its
+    64 KiB limit, so no completion worked in that room (benchmarks/quality.py). Two editors
+    creating 8 files at once each (the most a connection may have in flight), 4 times: every
+    file arrives, once, and the hub's writes are one client of the state vector."""
+    name = "team/many-files"
+    async with (
+        HubClient(hub.url, name, token(data_dir, name, "ann")) as ann,
+        HubClient(hub.url, name, token(data_dir, name, "bob")) as bob,
+    ):
+        await asyncio.wait_for(asyncio.gather(ann.synced.wait(), bob.synced.wait()), 10)
+        paths = iter(range(64))
+        for _ in range(4):
+            batch = [(client, next(paths)) for client in (ann, bob) for _ in range(8)]
+            created = await asyncio.gather(
+                *(
+                    c.request("create_file", {"path": f"f{i}.py", "content": f"x = {i}"})
+                    for c, i in batch
+                )
+            )
+            assert all(created)
+        expected = {f"f{i}.py": f"x = {i}" for i in range(64)}
+        for client in (ann, bob):
+            await eventually(lambda c=client: len(schema.files(c.doc)) == 64, what="the files")
+            assert {p: str(t) for p, t in schema.files(client.doc).items()} == expected
+        room = hub.room(name)
+        assert room is not None
+        clients = _state_vector_clients(room.doc.get_state())
+        assert clients == 1, f"{clients} clients in the state vector of a room of 64 created files"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
@@ -115,6 +116,14 @@ class Room:
         self._drained.set()
         self._compaction: asyncio.Task[None] | None = None
         self._creating: set[str] = set()
+        # The hub's own writes to the room (created files) come from one client id for as long
+        # as the room is loaded, one at a time: a fresh id per file grew the room's state vector
+        # by an entry per file, and at about 4,900 files the state an editor sends with each
+        # completion passed its 64 KiB limit (found by benchmarks/quality.py). One at a time,
+        # as two writes from one id must not both take the next clock. Random per load: nodes
+        # of a cluster, and loads after a restart, never share one.
+        self._hub_client_id = random.getrandbits(53) or 1
+        self._hub_writing = asyncio.Lock()
         # path -> monotonic time of its last committed change: the AI gateway's context files
         self.edited: dict[str, float] = {}
         self._applied = asyncio.Event()
@@ -501,11 +510,15 @@ class Room:
             self._creating.discard(path)
 
     async def _create_file(self, user: str, path: str, content: str) -> bool:
-        if self.relay is not None:
-            await self.follow_all()  # what other nodes committed before the lock was ours
-            if path in schema.files(self.doc):
-                return False
-        scratch: Doc[Any] = Doc()
+        async with self._hub_writing:
+            if self.relay is not None:
+                await self.follow_all()  # what other nodes committed before the lock was ours
+                if path in schema.files(self.doc):
+                    return False
+            return await self._write_file(user, path, content)
+
+    async def _write_file(self, user: str, path: str, content: str) -> bool:
+        scratch: Doc[Any] = Doc(client_id=self._hub_client_id)
         scratch.apply_update(self.doc.get_update())
         before = scratch.get_state()
         schema.files(scratch)[path] = Text(content)
@@ -515,8 +528,14 @@ class Room:
         if self._nesting is not None or self._nesting_read is not None:
             self._check_nesting(updates.decode(update, max_depth=1 << 30, deletes=False))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._store.append(self._enqueue(user, update, sender=None, done=done))
-        await done
+        try:
+            await self._store.append(self._enqueue(user, update, sender=None, done=done))
+            await done
+        except BaseException:
+            # It may yet have landed (a commit cut off): the next write must not reuse its
+            # clock under the same id.
+            self._hub_client_id = random.getrandbits(53) or 1
+            raise
         return True
 
     # -- CommitSink ----------------------------------------------------------------------
