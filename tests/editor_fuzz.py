@@ -27,8 +27,9 @@ checks are exact:
   chosen on (Emacs, Neovim and Node compare a change counter before they edit; VS Code cuts
   with Ctrl+X and the clipboard says what went), so the ledger is exact;
 - no marker is garbled: with whole markers taken out, no ``<``, ``>``, letter or digit is left,
-  but for a marker a user's deletion cut apart (VS Code's keys select a character while a
-  teammate's text moves under them: the ``>`` cut is in its ledger, ``<p5`` left in the text);
+  but for a marker a user's own edit cut apart (VS Code's keys select a character, or leave the
+  cursor, where a teammate's text moved under them: the ``>`` it cut is in its ledger, ``<p5``
+  left in the text; its paste went inside ``<p1>``, as its own report shows);
 - the text is never longer than everything inserted;
 - 0 repairs (huddle lsp's safety net, ``huddle.status``), in every editor's language server.
 
@@ -51,7 +52,6 @@ import asyncio
 import base64
 import contextlib
 import difflib
-import itertools
 import json
 import random
 import re
@@ -73,7 +73,7 @@ from huddle.server.hub import Hub
 from tests.emacs.daemon import Emacs, _lisp_string, elisp
 from tests.nvim_plugin.editor import Editor as NvimEditor
 from tests.support.hubs import local_hub
-from tests.support.peers import NODE_LINE_LIMIT, ROOT, eventually, token
+from tests.support.peers import ROOT, NodeProcess, eventually, token
 from tests.support.workbench_harness import CodeServer, Page, build_vsix, require_installed
 
 ROOM = "team/editor-fuzz"
@@ -184,6 +184,9 @@ class Ledger:
     # Pieces of markers a deletion took without the rest (VS Code's cuts: keys that select a
     # character while a teammate's text moves under them select what is there then).
     pieces: set[str] = field(default_factory=set)
+    # Markers the user's own insert split, at which character (VS Code's paste where a
+    # teammate's edit had moved its cursor).
+    splits: list[tuple[str, int]] = field(default_factory=list)
     inserted_chars: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     history: list[tuple[float, str, str, str, str]] = field(default_factory=list)
@@ -351,50 +354,25 @@ class CasPeer(Peer):
             # The markers of an edit never made are never used: numbers stay unique.
 
 
-class NodePeer(CasPeer):
+class NodePeer(CasPeer, NodeProcess):
     """A stock yjs + y-websocket client (tests/node/editor_fuzz_peer.mjs)."""
 
-    _ids = itertools.count(1)
+    what = "the node peer"
 
     def __init__(self, url: str, tok: str) -> None:
+        NodeProcess.__init__(self)
         self.name = "node"
         self.ledger = Ledger("node", "y")
         self.args = [url, ROOM, tok]
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.synced = asyncio.Event()
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            "node",
-            str(NODE_PEER),
-            *self.args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=NODE_LINE_LIMIT,
-        )
-        self._reader = asyncio.create_task(self._read())
+        await self.spawn(NODE_PEER, *self.args)
         await asyncio.wait_for(self.synced.wait(), 30)
 
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            msg = json.loads(raw)
-            if "id" in msg:
-                self._replies.pop(msg["id"]).set_result(msg)
-            elif msg.get("event") == "synced":
-                self.synced.set()
-
-    async def request(self, op: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        msg_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[msg_id] = future
-        self.proc.stdin.write(json.dumps({"id": msg_id, "op": op, **args}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        reply = await asyncio.wait_for(future, 15)
-        if not reply["ok"]:
-            raise FuzzFailure(f"node peer {op} failed: {reply['error']}")
-        return reply
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "synced":
+            self.synced.set()
 
     async def view(self) -> tuple[str, Any]:
         text = (await self.request("get", file=FILE))["text"]
@@ -415,9 +393,7 @@ class NodePeer(CasPeer):
         return bool(reply["applied"])
 
     async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+        await self.stop()
         self._reader.cancel()
 
 
@@ -556,6 +532,7 @@ class VSCodePeer(Peer):
         return text
 
     async def text(self) -> str:
+        self._follow()  # the ledger learns of the last edits' reports (a split it made)
         return await self.edit(["Control+KeyA", "Control+KeyC"])
 
     async def step(self, rng: random.Random) -> None:
@@ -639,6 +616,14 @@ class VSCodePeer(Peer):
             for k in ("start", "end")
         )
         deleted = buffer.slice(start, end)
+        if f"<{self.ledger.tag}" in change["text"]:  # the user's own paste (only it has them)
+            lo = max(0, start - 8)
+            for m in MARKER.finditer(buffer.slice(lo, min(len(buffer), start + 8))):
+                if lo + m.start() < start < lo + m.end():
+                    # VS Code moved the cursor into a teammate's token between the keys and the
+                    # paste (it applies a replacement as its smallest changes, and the cursor
+                    # stays among them): the user split it, as a user may.
+                    self.ledger.splits.append((m.group(), start - lo - m.start()))
         buffer.replace(start, end, change["text"])
         return deleted, change["text"]
 
@@ -953,11 +938,13 @@ class Fuzz:
         inserted = Counter(MARKER.findall(self.initial))
         deleted: set[str] = set()
         pieces: set[str] = set()
+        splits: list[tuple[str, int]] = []
         bound = len(self.initial) + 2
         for peer in self.peers:
             inserted.update(peer.ledger.inserted)
             deleted |= peer.ledger.deleted
             pieces |= peer.ledger.pieces
+            splits += peer.ledger.splits
             bound += peer.ledger.inserted_chars
         made_twice = {m for m, n in inserted.items() if n > 1}
         assert not made_twice, f"the fuzzer made a marker twice: {made_twice}"
@@ -967,6 +954,11 @@ class Fuzz:
         for remnant in cut_apart.values():
             rest = rest.replace(remnant, "", 1)
         deleted |= set(cut_apart)
+        for marker, at in splits:  # split by a user: its two parts may stay, apart
+            if marker not in present:
+                deleted.add(marker)
+                for part in (marker[:at], marker[at:]):
+                    rest = rest.replace(part, "", 1)
         doubled = sorted(m for m, n in present.items() if n > 1)
         lost = sorted(set(inserted) - deleted - set(present))
         resurrected = sorted(set(present) & deleted)
@@ -1075,12 +1067,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="editor-fuzz-") as tmp:
         try:
             figures = asyncio.run(run_with_hub(config, Path(tmp)))
-        except FuzzFailure as exc:
+        except AssertionError as exc:  # a FuzzFailure, or a peer that failed an operation
             print(f"FAILED (seed {seed}):\n{exc}")
-            if exc.figures is not None:
+            figures = exc.figures if isinstance(exc, FuzzFailure) else None
+            if figures is not None:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(exc.figures, indent=2, ensure_ascii=False) + "\n")
-                print(json.dumps(exc.figures, indent=2, ensure_ascii=False))
+                args.out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
+                print(json.dumps(figures, indent=2, ensure_ascii=False))
             keep = Path(tempfile.mkdtemp(prefix="editor-fuzz-failed-"))
             shutil.copytree(
                 tmp,

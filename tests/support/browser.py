@@ -3,15 +3,12 @@ from tests/workbench), driven over JSON lines like the Node Yjs clients."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from huddle.server.web import STATIC
-from tests.support.peers import NODE_LINE_LIMIT, ROOT, eventually
+from tests.support.peers import ROOT, NodeProcess, eventually
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = ROOT / "tests" / "workbench" / "node_modules" / "playwright-core"
@@ -30,56 +27,22 @@ def missing() -> list[str]:
     return lacking
 
 
-class Browser:
+class Browser(NodeProcess):
     """One headless chromium; ``open`` makes a page (its own context) under a name."""
 
-    _ids = itertools.count(1)
-
-    def __init__(self) -> None:
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+    what = "the browser driver"
+    reply_timeout = 30.0
 
     async def __aenter__(self) -> Browser:
         lacking = missing()
         assert not lacking, "the browser tests need: " + "; ".join(lacking)
-        self.proc = await asyncio.create_subprocess_exec(
-            "node",
-            str(DRIVER),
-            str(CHROMIUM),
-            str(PLAYWRIGHT),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=NODE_LINE_LIMIT,
-        )
-        self._reader = asyncio.create_task(self._read())
+        await self.spawn(DRIVER, str(CHROMIUM), str(PLAYWRIGHT))
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self._reader.cancel()
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            msg = json.loads(raw)
-            self._replies.pop(msg["id"]).set_result(msg)
-        for future in self._replies.values():  # the driver died: fail what waits, loudly
-            future.set_exception(AssertionError("the browser driver exited"))
-
-    async def request(self, op: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        msg_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[msg_id] = future
-        self.proc.stdin.write(json.dumps({"id": msg_id, "op": op, **args}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        reply = await asyncio.wait_for(future, timeout)
-        if not reply["ok"]:
-            raise AssertionError(f"browser {op} failed: {reply['error']}")
-        return reply
+        await self.stop()
 
     async def open(self, page: str, url: str, **viewport: int) -> dict[str, Any]:
         """A page (its own context) at ``url``; ``width`` and ``height``: its viewport."""

@@ -134,37 +134,41 @@ class HubProcess:
             await self.kill(signal.SIGTERM)
 
 
-class NodeClient:
-    """A stock ``yjs`` + ``y-websocket`` client in its own Node process (tests/node/yclient.mjs)."""
+class NodeProcess:
+    """A Node script driven over JSON lines: each request carries an ``id`` that its reply
+    repeats; any other line is an event. The base of the Node Yjs clients and the browser
+    drivers."""
 
     _ids = itertools.count(1)
+    what = "the node process"  # for messages
+    reply_timeout = 15.0
 
-    def __init__(self, url: str, room: str, token: str | None) -> None:
-        self.args = [url, room] + ([token] if token else [])
+    def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._event_added = asyncio.Event()
         self._failed: Exception | None = None
 
-    async def __aenter__(self) -> NodeClient:
+    async def spawn(self, script: Path, *args: str) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             "node",
-            str(NODE_CLIENT),
-            *self.args,
+            str(script),
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=NODE_LINE_LIMIT,
         )
         self._reader = asyncio.create_task(self._read())
-        return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def stop(self) -> None:
         if self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
         self._reader.cancel()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self._event_added.set()
 
     async def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -174,27 +178,48 @@ class NodeClient:
                 if "id" in msg:
                     self._replies.pop(msg["id"]).set_result(msg)
                 else:
-                    self.events.append(msg)
-                    self._event_added.set()
+                    self.on_event(msg)
         except Exception as exc:  # a reply that cannot be read fails every request, loudly
             self._failed = exc
             for future in self._replies.values():
                 future.set_exception(exc)
             raise
+        self._failed = AssertionError(f"{self.what} exited")
+        for future in self._replies.values():  # it died: fail what waits, loudly
+            future.set_exception(self._failed)
 
-    async def request(self, op: str, **args: Any) -> dict[str, Any]:
+    async def request(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
         if self._failed is not None:
-            raise AssertionError(f"the node client's output is unreadable: {self._failed!r}")
+            raise AssertionError(f"{self.what} cannot answer: {self._failed!r}")
         msg_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[msg_id] = future
         self.proc.stdin.write(json.dumps({"id": msg_id, "op": op, **args}).encode() + b"\n")
         await self.proc.stdin.drain()
-        reply = await asyncio.wait_for(future, 15)
+        reply = await asyncio.wait_for(future, self.reply_timeout if timeout is None else timeout)
         if not reply["ok"]:
-            raise AssertionError(f"node client {op} failed: {reply['error']}")
+            raise AssertionError(f"{self.what}: {op} failed: {reply['error']}")
         return reply
+
+
+class NodeClient(NodeProcess):
+    """A stock ``yjs`` + ``y-websocket`` client in its own Node process (tests/node/yclient.mjs)."""
+
+    what = "the node client"
+
+    def __init__(self, url: str, room: str, token: str | None) -> None:
+        super().__init__()
+        self.args = [url, room] + ([token] if token else [])
+
+    async def __aenter__(self) -> NodeClient:
+        await self.spawn(NODE_CLIENT, *self.args)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
 
     async def wait_event(self, name: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
         async def found() -> dict[str, Any]:
