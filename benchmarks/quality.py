@@ -1,16 +1,15 @@
 """Completion quality: HumanEval infilling through the whole path, editor to model and back.
 
-Tasks: OpenAI's HumanEval infilling (MIT), single-line (1,033) and multi-line (5,815), read in
-place from ``../shared/data/human-eval-infilling`` (``$HUDDLE_HUMANEVAL_INFILLING_DIR``
-elsewhere). Each task is played as an editor would: a scripted LSP editor
-(``tests/support/lsp_editor.py``) opens the task's prefix and suffix as one file through a real
-``huddle lsp`` connected to a real hub (a ``huddle serve`` subprocess), puts the cursor in the
-hole (column 0 of the line after the prefix, as the benchmark defines it), asks
-``textDocument/inlineCompletion``, inserts the answer and runs the task's tests on the result
-(:mod:`benchmarks.quality_sandbox`: a subprocess per task with time and resource limits, no
-network). One ``huddle lsp`` session plays 500 tasks of a backend in one room, opening and
-closing a file per task. pass@1 (greedy: temperature 0) and exact match (the completed file's
-lines of code are the canonical file's) per backend and rule.
+Tasks: OpenAI's HumanEval infilling (MIT), single-line (1,033) and multi-line (5,815), from the copy
+in ``tests/data/human-eval-infilling`` (``$HUDDLE_HUMANEVAL_INFILLING_DIR`` for another). Each task
+is played as an editor would: a scripted LSP editor (``tests/support/lsp_editor.py``) opens the
+task's prefix and suffix as one file through a real ``huddle lsp`` connected to a real hub (a
+``huddle serve`` subprocess), puts the cursor in the hole (column 0 of the line after the prefix, as
+the benchmark defines it), asks ``textDocument/inlineCompletion``, inserts the answer and runs the
+task's tests on the result (:mod:`benchmarks.quality_sandbox`: a subprocess per task with time and
+resource limits, no network). One ``huddle lsp`` session plays 500 tasks of a backend in one room,
+opening and closing a file per task. pass@1 (greedy: temperature 0) and exact match (the completed
+file's lines of code are the canonical file's) per backend and rule.
 
 Backends, side by side in one run:
 
@@ -72,7 +71,7 @@ from huddle.llm import (
 Kind = Literal["single", "multi"]
 KINDS: tuple[Kind, ...] = ("single", "multi")
 DATA_ENV = "HUDDLE_HUMANEVAL_INFILLING_DIR"
-DATA_DIR = Path("..") / "shared" / "data" / "human-eval-infilling"  # relative to the repository
+DATA_DIR = Path("tests") / "data" / "human-eval-infilling"  # relative to the repository
 FILES: dict[Kind, str] = {
     "single": "HumanEval-SingleLineInfilling.jsonl.gz",
     "multi": "HumanEval-MultiLineInfilling.jsonl.gz",
@@ -122,7 +121,7 @@ def load(kind: Kind) -> list[Task]:
     path = data_dir() / FILES[kind]
     if not path.is_file():
         raise BenchmarkError(
-            f"HumanEval infilling data not found: {path} (expected at {DATA_DIR} beside the "
+            f"HumanEval infilling data not found: {path} (expected at {DATA_DIR} in the "
             f"repository, or set ${DATA_ENV} to the folder holding {FILES[kind]})"
         )
     tasks = []

@@ -6,8 +6,9 @@ HumanEval infilling tasks played through a real ``huddle lsp`` and a real hub (a
 serve`` subprocess); each answer is inserted and the task's tests run in the sandbox. What
 Huddle shows is then only as right as its stopping and trimming: single-line pass@1 must stay
 at 99% or more, multi-line at the floor measured when this test was written (the rest are
-tasks whose middle does not fit 64 tokens or 16 lines). Reads ``../shared/data/
-human-eval-infilling`` (or ``$HUDDLE_HUMANEVAL_INFILLING_DIR``) and fails naming it when absent.
+tasks whose middle does not fit 64 tokens or 16 lines). Reads the tasks from
+``tests/data/human-eval-infilling`` (or ``$HUDDLE_HUMANEVAL_INFILLING_DIR``); fails naming it when
+absent.
 """
 
 from __future__ import annotations

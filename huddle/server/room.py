@@ -116,13 +116,7 @@ class Room:
         self._drained.set()
         self._compaction: asyncio.Task[None] | None = None
         self._creating: set[str] = set()
-        # The hub's own writes to the room (created files) come from one client id for as long
-        # as the room is loaded, one at a time: a fresh id per file grew the room's state vector
-        # by an entry per file, and at about 4,900 files the state an editor sends with each
-        # completion passed its 64 KiB limit (found by benchmarks/quality.py). One at a time,
-        # as two writes from one id must not both take the next clock. Random per load: nodes
-        # of a cluster, and loads after a restart, never share one.
-        self._hub_client_id = random.getrandbits(53) or 1
+        self._hub_client_id = random.getrandbits(53) or 1  # see _write_file
         self._hub_writing = asyncio.Lock()
         # path -> monotonic time of its last committed change: the AI gateway's context files
         self.edited: dict[str, float] = {}
@@ -518,6 +512,12 @@ class Room:
             return await self._write_file(user, path, content)
 
     async def _write_file(self, user: str, path: str, content: str) -> bool:
+        """The hub's own writes to the room (created files) come from one client id for as long
+        as the room is loaded, one at a time (``_hub_writing``): a fresh id per file grew the
+        room's state vector by an entry per file, and at about 4,900 files the state an editor
+        sends with each completion passed its 64 KiB limit (found by benchmarks/quality.py).
+        One at a time, as two writes from one id must not both take the next clock; random per
+        load, so that nodes of a cluster, and loads after a restart, never share one."""
         scratch: Doc[Any] = Doc(client_id=self._hub_client_id)
         scratch.apply_update(self.doc.get_update())
         before = scratch.get_state()
