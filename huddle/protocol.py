@@ -138,6 +138,7 @@ class HubMethod(StrEnum):
     INVITE = "invite"
     CREATE_FILE = "create_file"
     COMPLETE = "complete"
+    COMPLETION_OUTCOME = "completion_outcome"
     SUMMARIZE = "summarize"
 
 
@@ -209,18 +210,55 @@ class CompleteParams(_Params):
         "when ``cursor`` names an edit the hub has not got (it is still on its way)",
     )
     state: str = Field("", max_length=64 * 1024, description="asker's state vector, base64")
-    scope: CompletionScope = "auto"
+    scope: CompletionScope = Field(
+        "auto",
+        description="the user's setting; ``auto`` lets the hub choose: the line after code, a "
+        "block on an empty line, but a line for a user who keeps accepting only the first line "
+        "of blocks (``AcceptanceStats.scope``)",
+    )
     max_tokens: int | None = Field(None, ge=1, le=4096)
 
 
 class CompleteResult(_Result):
     text: str
+    id: str | None = None  # names the completion in its outcome (None: nothing was shown)
     finish_reason: str | None = None
     model: str | None = None
     scope: CompletionScope | None = None
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+CompletionOutcome = Literal["accepted", "partly", "ignored"]
+
+
+class CompletionOutcomeParams(_Params):
+    """What became of a completion ``huddle lsp`` showed: all of its text inserted, a start of
+    it (``accepted_chars`` code points), or none."""
+
+    id: str = Field(min_length=1, max_length=64)
+    outcome: CompletionOutcome
+    accepted_chars: int = Field(0, ge=0)
+    source: Literal["text", "editor"] = Field(
+        "text", description="read from the editor's changes, or said by the editor (accept key)"
+    )
+
+
+class AcceptanceStats(_Result):
+    """One user's completions in a room, as the hub counts them."""
+
+    shown: int = 0
+    accepted: int = 0
+    partly: int = 0
+    ignored: int = 0
+    rate: float | None = None  # (accepted + partly) / decided; None: none decided yet
+    scope: CompletionScope | None = None  # what the hub chooses for the user now (None: auto)
+
+
+class CompletionOutcomeResult(_Result):
+    recorded: bool  # False: unknown id (not the caller's, too old, or reported already)
+    acceptance: AcceptanceStats
 
 
 SummaryKind = Literal["file", "selection", "catch_up", "session"]
@@ -287,6 +325,7 @@ HUB_METHODS: dict[HubMethod, MethodSpec] = {
     HubMethod.COMPLETE: MethodSpec(
         CompleteParams, CompleteResult, (HubNotification.COMPLETE_PARTIAL,)
     ),
+    HubMethod.COMPLETION_OUTCOME: MethodSpec(CompletionOutcomeParams, CompletionOutcomeResult),
     HubMethod.SUMMARIZE: MethodSpec(
         SummarizeParams,
         SummarizeResult,
@@ -329,6 +368,9 @@ class Command(StrEnum):
     SUMMARIZE_SELECTION = "huddle.summarizeSelection"
     CATCH_UP = "huddle.catchUp"
     SUMMARIZE_SESSION = "huddle.summarizeSession"
+    # The completion item's own command (VS Code runs it on accept; Neovim's accept key sends
+    # it): arguments ``[id]``, the completion's id.
+    COMPLETION_ACCEPTED = "huddle.completionAccepted"
 
 
 SUMMARY_COMMANDS: dict[Command, SummaryKind] = {
@@ -371,6 +413,7 @@ class EditorStatus(_Editor):
     peers: list[str] | None = None  # teammates' names
     repairs: int | None = None  # times the safety net repaired a divergence
     shared: list[str] | None = None  # room paths of this editor's shared buffers
+    acceptance: AcceptanceStats | None = None  # the user's completions, as the hub last said
 
 
 class Peer(_Editor):

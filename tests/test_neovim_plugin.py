@@ -311,6 +311,18 @@ async def test_ghost_text_from_the_model_is_accepted_with_tab(
             lambda: hub_text(model_hub, "calc.py") == expected + "\n",
         )
 
+        # The hub has the completion accepted: 0.10 on the plugin's word (its accept key runs
+        # the item's command before inserting); 0.12 inserts first, and runs the command after
+        # sending the change, which has told huddle lsp already.
+        def outcome() -> dict[str, Any] | None:
+            done = [r for r in model_hub.audit.completions() if "acceptance" in r]
+            return done[-1] if done else None
+
+        await amy.wait("the completion's outcome", lambda: outcome() is not None)
+        assert (outcome() or {}).get("acceptance") == "accepted", outcome()
+        source = "editor" if version == "0.10" else "text"
+        assert (outcome() or {}).get("source") == source, outcome()
+
         # The first two lines, selected: :HuddleSummarize summarises the selection.
         await amy.nvim.input("ggVj:HuddleSummarize<CR>")
         summary = await amy.wait_summary()

@@ -23,6 +23,7 @@ INTERFACES: dict[str, type[BaseModel]] = {
     "Position": protocol.LspPosition,
     "Range": protocol.LspRange,
     "Status": protocol.EditorStatus,
+    "AcceptanceStats": protocol.AcceptanceStats,
     "Peer": protocol.Peer,
     "PeersParams": protocol.PeersParams,
     "CursorParams": protocol.CursorParams,

@@ -140,6 +140,12 @@ class LlmConfig(_Strict):
     catch_up_s: float = Field(
         1.0, ge=0, description="how long the hub waits for the asker's last keystrokes"
     )
+    acceptance_label_pairs: int = Field(
+        1000,
+        ge=0,
+        description="(room, user) pairs given their own series of completion outcomes in "
+        "/metrics; later pairs are counted together as room and user '_other'",
+    )
     max_summaries_per_room: int = Field(
         1,
         ge=1,

@@ -41,6 +41,11 @@ Scope = Literal["auto", "line", "block"]
 _OVERLAP_WINDOW = 2000
 
 
+def auto_scope(line_before_cursor: str) -> Literal["line", "block"]:
+    """What ``auto`` means at a cursor: ``line`` after code on its line, else ``block``."""
+    return "line" if line_before_cursor.strip() else "block"
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
@@ -58,7 +63,7 @@ class Shaper:
         """``text_before_cursor``: the file before the cursor (only its last line of code is
         read: the indentation around a cursor at column 0)."""
         if scope == "auto":
-            scope = "line" if line_before_cursor.strip() else "block"
+            scope = auto_scope(line_before_cursor)
         self.scope: Literal["line", "block"] = scope
         self._line_before = line_before_cursor
         self._after = text_after_cursor[:_OVERLAP_WINDOW]

@@ -11,6 +11,8 @@ without asking the model again. A request the editor cancels (``$/cancelRequest`
 newer request) is cancelled on the hub, which closes the backend stream; the cancellation
 waits ``REUSE_GRACE_S`` first, so that the request an editor sends right after cancelling
 (as VS Code does on every keystroke) can adopt a completion that still matches.
+
+What becomes of each completion shown (accepted, partly, ignored) is watched by ``Outcomes``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position
 from huddle.collab.sticky import sticky_position
 from huddle.lsp.hub_client import HubClient
+from huddle.lsp.outcomes import Outcomes
 from huddle.protocol import (
     CompleteParams,
     CompleteResult,
@@ -57,6 +60,14 @@ class CompletionFailed(Exception):
     """The hub or the model could not complete; the message is for the user."""
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What to show at the cursor, and the completion it is (the rest of) for its outcome."""
+
+    text: str
+    id: str | None
+
+
 @dataclass
 class Flight:
     """One completion asked of the hub, shared by every editor request it can answer."""
@@ -65,7 +76,7 @@ class Flight:
     position: lsp.Position
     offset: int  # code points into the editor's text
     anchor: str  # the text just before ``offset`` when it was asked for
-    task: asyncio.Task[str]
+    task: asyncio.Task[CompleteResult]
     partial: str = ""
     waiters: int = 0
     cancel_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -85,8 +96,9 @@ class Completions:
         self.flights: dict[str, Flight] = {}
         self.reused = 0
         self.asked = 0
+        self.outcomes = Outcomes(server)
 
-    async def inline(self, uri: str, position: lsp.Position) -> str | None:
+    async def inline(self, uri: str, position: lsp.Position) -> Offer | None:
         """The completion to show at ``position``; None when there is nothing to offer."""
         server = self.server
         buffer = server.buffers.get(uri)
@@ -109,12 +121,13 @@ class Completions:
             )
             matches = flight.task.done() or flight.partial.startswith(typed or "")
             if typed is not None and usable and matches:
-                completion = await self._wait(flight)
-                if completion is not None and completion.startswith(typed):
+                result = await self._wait(flight)
+                if result is not None and result.text.startswith(typed):
                     self.reused += bool(typed)
-                    return completion[len(typed) :] or None
+                    return self._offer(flight, result, offset)
             if not flight.task.done():
                 self._cancel(flight)
+        self.outcomes.moved_on()
 
         files = schema.files(session.doc)
         crdt_text = files.get(buffer.path)
@@ -142,7 +155,17 @@ class Completions:
         flights.append(new)
         self.flights[uri] = new
         self.asked += 1
-        return await self._wait(new) or None
+        result = await self._wait(new)
+        return None if result is None else self._offer(new, result, offset)
+
+    def _offer(self, flight: Flight, result: CompleteResult, offset: int) -> Offer | None:
+        """The rest of ``result`` after what was typed since it was asked (up to ``offset``)."""
+        rest = result.text[offset - flight.offset :]
+        if not rest:
+            return None
+        if result.id is not None:
+            self.outcomes.shown(flight.uri, result.id, result.text, flight.offset, offset)
+        return Offer(rest, result.id)
 
     def _partial(self, flight: Flight, text: str) -> None:
         flight.partial = text
@@ -160,7 +183,7 @@ class Completions:
     @staticmethod
     async def _ask(
         client: HubClient, params: CompleteParams, on_partial: Callable[[str], None]
-    ) -> str:
+    ) -> CompleteResult:
         def relay(method: HubNotification, payload: BaseModel) -> None:
             if isinstance(payload, PartialText):
                 on_partial(payload.text)
@@ -169,9 +192,9 @@ class Completions:
             result = await client.call(HubMethod.COMPLETE, params, CompleteResult, relay)
         except RpcError as exc:
             raise CompletionFailed(f"Huddle AI: {exc.message}") from None
-        return result.text
+        return result
 
-    async def _wait(self, flight: Flight) -> str | None:
+    async def _wait(self, flight: Flight) -> CompleteResult | None:
         """The flight's completion; None if it was cancelled by someone else (the hub lets a
         newer request of the same user win, perhaps from another editor)."""
         if flight.cancel_timer is not None:
@@ -200,16 +223,18 @@ class Completions:
             flight.task.cancel()
 
     def close(self, uri: str) -> None:
+        self.outcomes.closed(uri)
         flight = self.flights.pop(uri, None)
         if flight is not None:
             self._cancel(flight)
 
     def close_all(self) -> None:
+        self.outcomes.stop()
         for uri in list(self.flights):
             self.close(uri)
 
 
-def _retrieve(task: asyncio.Task[str]) -> None:
+def _retrieve(task: asyncio.Task[CompleteResult]) -> None:
     """A flight nobody waits for any more must not log 'exception was never retrieved'."""
     if not task.cancelled():
         task.exception()

@@ -35,7 +35,7 @@ from huddle.collab.bridge import TextChange
 from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position, PositionEncoding, Range
 from huddle.lsp import stdio, summaries
-from huddle.lsp.completion import CompletionFailed, Completions
+from huddle.lsp.completion import CompletionFailed, Completions, Offer
 from huddle.lsp.documents import MAX_EXACT, Buffer, to_changes
 from huddle.lsp.edits import EditSender
 from huddle.lsp.errors import SettingsError
@@ -184,7 +184,9 @@ class HuddleServer(LanguageServer):
 
     def describe(self) -> EditorStatus:
         shared = sorted(b.path for b in self.buffers.values() if b.bridge is not None)
-        extra = {"repairs": self.edits.repairs, "shared": shared}
+        extra: dict[str, Any] = {"repairs": self.edits.repairs, "shared": shared}
+        if self.completions.outcomes.stats is not None:
+            extra["acceptance"] = self.completions.outcomes.stats
         if self.session is not None:
             return self.session.describe(**extra)
         reason = self.settings_error or "not started"
@@ -281,8 +283,12 @@ class HuddleServer(LanguageServer):
         self._focus = uri
         changes = to_changes(list(params.content_changes))
         awaited_echo = buffer.bridge is not None and buffer.bridge.in_flight
+        outcomes = self.completions.outcomes
+        before = buffer.bridge.shadow if buffer.bridge and outcomes.watching(uri) else None
         try:
             buffer.change(params.text_document.version, changes)
+            if before is not None:
+                outcomes.changed(uri, before, changes, self.encoding)
         except CollabError as exc:
             log.error("rejected a change to %s: %s", buffer.path, exc)
             self.window_show_message(
@@ -368,11 +374,25 @@ def did_close(ls: HuddleServer, params: lsp.DidCloseTextDocumentParams) -> None:
 async def inline_completion(
     ls: HuddleServer, params: lsp.InlineCompletionParams
 ) -> lsp.InlineCompletionList | None:
-    text = await _complete(ls, params.text_document.uri, params.position)
-    if text is None:
+    offer = await _complete(ls, params.text_document.uri, params.position)
+    if offer is None:
         return None
     here = lsp.Range(params.position, params.position)
-    return lsp.InlineCompletionList(items=[lsp.InlineCompletionItem(insert_text=text, range=here)])
+    item = lsp.InlineCompletionItem(
+        insert_text=offer.text, range=here, command=_accepted_command(offer)
+    )
+    return lsp.InlineCompletionList(items=[item])
+
+
+def _accepted_command(offer: Offer) -> lsp.Command | None:
+    """The item's command: editors run it when the user accepts the item (VS Code does)."""
+    if offer.id is None:
+        return None
+    return lsp.Command(
+        title="Huddle: completion accepted",
+        command=Command.COMPLETION_ACCEPTED,
+        arguments=[offer.id],
+    )
 
 
 async def completion(ls: HuddleServer, params: lsp.CompletionParams) -> lsp.CompletionList:
@@ -380,9 +400,10 @@ async def completion(ls: HuddleServer, params: lsp.CompletionParams) -> lsp.Comp
     caps = ls.client_capabilities.text_document
     if caps is not None and caps.inline_completion is not None:
         return lsp.CompletionList(is_incomplete=False, items=[])
-    text = await _complete(ls, params.text_document.uri, params.position)
-    if not text:
+    offer = await _complete(ls, params.text_document.uri, params.position)
+    if offer is None:
         return lsp.CompletionList(is_incomplete=True, items=[])
+    text = offer.text
     first = text.strip().splitlines()[0] if text.strip() else text
     item = lsp.CompletionItem(
         label=first if len(first) <= 60 else first[:59] + "…",
@@ -393,6 +414,7 @@ async def completion(ls: HuddleServer, params: lsp.CompletionParams) -> lsp.Comp
         filter_text="",
         insert_text_format=lsp.InsertTextFormat.PlainText,
         text_edit=lsp.TextEdit(lsp.Range(params.position, params.position), text),
+        command=_accepted_command(offer),
     )
     return lsp.CompletionList(is_incomplete=True, items=[item])
 
@@ -473,6 +495,14 @@ async def invite(ls: HuddleServer, *args: Any) -> dict[str, Any]:
     return dump(result)
 
 
+def completion_accepted(ls: HuddleServer, *args: Any) -> dict[str, Any]:
+    """The editor accepted the completion ``args[0]`` names (the item's command)."""
+    completion_id = args[0] if args and isinstance(args[0], str) else None
+    if completion_id is None:
+        raise ValueError(f"{Command.COMPLETION_ACCEPTED} needs the completion's id")
+    return {"recorded": ls.completions.outcomes.accepted(completion_id)}
+
+
 def undo_mine(ls: HuddleServer, *args: Any) -> dict[str, Any]:
     return dump(UndoResult(undone=ls.undo is not None and bool(ls.undo.undo())))
 
@@ -520,6 +550,7 @@ COMMANDS: dict[Command, Callable[..., Any]] = {
     Command.UNDO_MINE: undo_mine,
     Command.FOLLOW: follow,
     Command.UNFOLLOW: unfollow,
+    Command.COMPLETION_ACCEPTED: completion_accepted,
     **{name: _summary_command(kind) for name, kind in SUMMARY_COMMANDS.items()},
 }
 
@@ -540,7 +571,7 @@ class RequestFailed(JsonRpcException):
     MESSAGE = "request failed"
 
 
-async def _complete(ls: HuddleServer, uri: str, position: lsp.Position) -> str | None:
+async def _complete(ls: HuddleServer, uri: str, position: lsp.Position) -> Offer | None:
     try:
         return await ls.completions.inline(uri, position)
     except CompletionFailed as exc:

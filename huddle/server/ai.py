@@ -37,16 +37,20 @@ from huddle.llm.errors import EmbeddedEngineError, LlmError, NoBackendAvailable
 from huddle.llm.gateway import LlmGateway
 from huddle.llm.prompt import CodeContext, Prompt, SharedContext, approx_tokens
 from huddle.llm.protocol import Usage
-from huddle.llm.shaping import Shaper
+from huddle.llm.shaping import Shaper, auto_scope
 from huddle.protocol import (
     CompleteParams,
     CompleteResult,
+    CompletionOutcomeParams,
+    CompletionOutcomeResult,
+    CompletionScope,
     HubMethod,
     HubNotification,
     PartialText,
     RpcError,
 )
 from huddle.server import rpc
+from huddle.server.acceptance import Acceptance, new_id
 from huddle.server.audit import AuditLog
 from huddle.server.context import RoomContext
 from huddle.server.metrics import HubMetrics
@@ -88,6 +92,7 @@ class ModelRequest:
     on_text: Callable[[str], bool]
     files: tuple[str, ...] = ()  # what a summary's prompt holds, for the audit log
     may_yield: bool = True  # a summary may step aside for completions (False: resumed enough)
+    completion_id: str | None = None  # for the audit log: the completion's outcome names it
 
 
 class RoomActivity:
@@ -189,6 +194,7 @@ class AiService:
         self.config = config
         self.audit = audit
         self._metrics = metrics
+        self.acceptance = Acceptance(metrics, config.acceptance_label_pairs)
         self._summary_limiters: dict[str, FairLimiter] = {}
         self.cluster_slots: ClusterSlots | None = None  # set by a hub in a cluster
         self._activity: dict[str, RoomActivity] = {}
@@ -258,8 +264,9 @@ class AiService:
     ) -> CompleteResult:
         if can_edit and params.state:
             await self._catch_up(room, params.state)
-        context, shaper = self._context(room, params)
+        context, shaper = self._context(room, user, params)
         shown = ""
+        completion_id = new_id()
 
         def on_text(text: str) -> bool:
             nonlocal shown
@@ -274,16 +281,46 @@ class AiService:
                 room.name, context, max_tokens=params.max_tokens, on_prompt=on_prompt
             )
 
-        run = await self.run(ModelRequest(room, user, "completion", open_stream, on_text))
+        run = await self.run(
+            ModelRequest(
+                room, user, "completion", open_stream, on_text, completion_id=completion_id
+            )
+        )
         usage = run.usage
+        text = shaper.final()
+        if text:
+            self.acceptance.shown(room.name, user, completion_id, text, shaper.scope)
         return CompleteResult(
-            text=shaper.final(),
+            text=text,
+            id=completion_id if text else None,
             finish_reason="stop" if shaper.done else run.finish_reason,
             model=run.model,
             scope=shaper.scope,
             prompt_tokens=usage.prompt_tokens if usage else None,
             cached_tokens=usage.cached_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+    async def completion_outcome(
+        self, ctx: RoomContext, params: CompletionOutcomeParams, call: rpc.Call
+    ) -> CompletionOutcomeResult:
+        """What became of a completion the caller was shown (``huddle lsp`` reports it)."""
+        room, user = ctx.room.name, ctx.grant.user
+        counted = self.acceptance.outcome(
+            room, user, params.id, params.outcome, params.accepted_chars
+        )
+        if counted is not None:
+            self.audit.record(
+                room=room,
+                user=user,
+                kind="outcome",
+                id=params.id,
+                acceptance=counted,
+                accepted_chars=params.accepted_chars,
+                source=params.source,
+            )
+        return CompletionOutcomeResult(
+            recorded=counted is not None, acceptance=self.acceptance.stats(room, user)
         )
 
     # -- one model request, for completions and summaries alike -------------------------------
@@ -372,7 +409,7 @@ class AiService:
         finally:
             if not limiter.running and not limiter.waiting:
                 limiters.pop(room.name, None)
-            self._audit(room, user, kind, prompt, run, outcome, error)
+            self._audit(room, user, kind, prompt, run, outcome, error, request.completion_id)
 
     def _cluster_slot(
         self, room: Room, kind: str, user: str, limiter: FairLimiter
@@ -397,6 +434,7 @@ class AiService:
         run: ModelRun,
         outcome: Literal["ok", "cancelled", "failed"],
         error: str | None,
+        completion_id: str | None,
     ) -> None:
         if prompt is None:
             return  # nothing was sent to a model
@@ -410,6 +448,7 @@ class AiService:
             room=room.name,
             user=user,
             kind=kind,
+            id=completion_id,
             outcome=outcome,
             files=files,
             backend=run.backend,
@@ -435,7 +474,7 @@ class AiService:
                 log.info("room %s: completing without edits the hub has not got yet", room.name)
                 return
 
-    def _context(self, room: Room, params: CompleteParams) -> tuple[CodeContext, Shaper]:
+    def _context(self, room: Room, user: str, params: CompleteParams) -> tuple[CodeContext, Shaper]:
         files = schema.files(room.doc)
         text = files.get(params.path)
         if not isinstance(text, Text):
@@ -475,9 +514,13 @@ class AiService:
             repo_name=room.name,
         )
         line_start = content.rfind("\n", 0, offset) + 1
+        line_before = content[line_start:offset]
+        scope: CompletionScope = params.scope
+        if scope == "auto":  # the hub's choice: line or block, adapted to the user
+            scope = self.acceptance.choose(room.name, user, auto_scope(line_before))
         shaper = Shaper(
-            params.scope,
-            content[line_start:offset],
+            scope,
+            line_before,
             content[offset:],
             max_lines=self.config.max_completion_lines,
             text_before_cursor=content[:line_start],

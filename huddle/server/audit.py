@@ -2,7 +2,12 @@
 
 It says who asked what of which model, and which files went into the prompt, so a team can
 account for everything that left for a backend. Prompt and answer text are recorded only when
-``LlmConfig.audit_content`` is set."""
+``LlmConfig.audit_content`` is set.
+
+A completion's outcome (accepted, partly, ignored) comes later, from the editor: it is appended
+as a record of its own (``kind: outcome``, the completion's ``id``), so the log stays append-only
+and a completion is on record the moment it leaves; :meth:`AuditLog.completions` reads each
+completion with its outcome."""
 
 from __future__ import annotations
 
@@ -27,9 +32,13 @@ class AuditRecord(BaseModel):
     time: float
     room: str
     user: str
-    kind: Literal["completion", "summary"]
+    kind: Literal["completion", "summary", "outcome"]
     outcome: Literal["ok", "cancelled", "failed"] = "ok"
-    files: list[str]
+    files: list[str] = []
+    id: str | None = None  # a completion's id: its outcome record names it
+    acceptance: Literal["accepted", "partly", "ignored"] | None = None
+    accepted_chars: int | None = None
+    source: Literal["text", "editor"] | None = None  # where the outcome was read
     backend: str | None = None
     model: str | None = None
     prompt_tokens: int | None = None
@@ -67,3 +76,20 @@ class AuditLog:
             return []
         with self.path.open(encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
+
+    def completions(self) -> list[dict[str, Any]]:
+        """The completion records, each with its outcome's fields (``acceptance``,
+        ``accepted_chars``, ``source``) once one was recorded."""
+        records = self.read()
+        outcomes = {r["id"]: r for r in records if r["kind"] == "outcome" and "id" in r}
+        merged = []
+        for record in records:
+            if record["kind"] != "completion":
+                continue
+            outcome = outcomes.get(record.get("id", ""))
+            if outcome is not None:
+                for key in ("acceptance", "accepted_chars", "source"):
+                    if key in outcome:
+                        record[key] = outcome[key]
+            merged.append(record)
+        return merged

@@ -167,6 +167,7 @@ class Hub:
             HubMethod.INVITE: self._invite,
             HubMethod.CREATE_FILE: _create_file,
             HubMethod.COMPLETE: self.ai.complete,
+            HubMethod.COMPLETION_OUTCOME: self.ai.completion_outcome,
             HubMethod.SUMMARIZE: self.summaries.summarize,
         }
 

@@ -50,6 +50,15 @@ class HubMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+        # Labelled by room and user: bounded by LlmConfig.acceptance_label_pairs (the pairs
+        # past it are counted together as room and user "_other").
+        self.ai_completions = Counter(
+            "huddle_ai_completions",
+            "Completions shown, and what became of them: accepted, partly (a start of it "
+            "accepted), ignored",
+            ["room", "user", "outcome"],
+            registry=r,
+        )
 
     def on_commit(self, seconds: float, count: int) -> None:
         self.store_latency.observe(seconds)

@@ -6,7 +6,8 @@
 -- at the cursor, the others as virtual lines. On every version, the text streamed before the
 -- answer (`huddle/inlineCompletionPartial`) is shown as it grows, so ghost text appears with the
 -- model's first tokens. The accept key (default <Tab>) inserts what is shown, or does what the
--- key does anyway when nothing is.
+-- key does anyway when nothing is; it also runs the completion item's command, which tells
+-- huddle lsp the completion was accepted (0.12 runs it itself).
 
 local compat = require("huddle.compat")
 local session = require("huddle.session")
@@ -19,7 +20,7 @@ local builtin_ns = vim.api.nvim_create_namespace("nvim.lsp.inline_completion")
 
 local INVOKED_AUTOMATICALLY = 2 -- InlineCompletionTriggerKind.Automatic
 
-local ghosts = {} -- bufnr -> { row, col, text }: what is shown
+local ghosts = {} -- bufnr -> { row, col, text, command }: what is shown
 local pending = {} -- bufnr -> { client_id, id, row, col }: the request in flight
 local timers = {} -- bufnr -> uv timer (debounce)
 local last_error = nil
@@ -43,14 +44,15 @@ function M.clear(bufnr)
   end
 end
 
--- Shows `text` as ghost text at (row, col) of the buffer.
-function M.show(bufnr, row, col, text)
+-- Shows `text` as ghost text at (row, col) of the buffer; `command`: the completion item's,
+-- run when it is accepted (nil for a partial).
+function M.show(bufnr, row, col, text, command)
   vim.api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
   if text == "" then
     ghosts[bufnr] = nil
     return
   end
-  ghosts[bufnr] = { row = row, col = col, text = text }
+  ghosts[bufnr] = { row = row, col = col, text = text, command = command }
   local lines = vim.split(text, "\n", { plain = true })
   local opts = { hl_mode = "combine", priority = 300 }
   if lines[1] ~= "" then
@@ -134,7 +136,7 @@ local function offer(bufnr, request, item, encoding)
   end
   last_error = nil
   M.stats.answer = M.stats.answer + 1
-  M.show(bufnr, row, col, text:sub(#typed + 1))
+  M.show(bufnr, row, col, text:sub(#typed + 1), item.command)
 end
 
 function M.request(bufnr)
@@ -207,7 +209,7 @@ local function moved(bufnr)
     local line = vim.api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ""
     local typed = line:sub(ghost.col + 1, col)
     if vim.startswith(ghost.text, typed) then
-      M.show(bufnr, row, col, ghost.text:sub(#typed + 1))
+      M.show(bufnr, row, col, ghost.text:sub(#typed + 1), ghost.command)
       return
     end
   end
@@ -250,6 +252,12 @@ function M.accept()
   cancel(bufnr)
   -- Scheduled: an <expr> mapping may not change the buffer.
   vim.schedule(function()
+    -- Told before the text goes in: a request first sends the changes made before it.
+    local client = ghost.command and session.client(bufnr)
+    if client then
+      local method = "workspace/executeCommand"
+      compat.call(client, "request", method, ghost.command, function() end, bufnr)
+    end
     local lines = vim.split(ghost.text, "\n", { plain = true })
     vim.api.nvim_buf_set_text(bufnr, row, col, row, col, lines)
     local last = #lines == 1 and col + #lines[1] or #lines[#lines]

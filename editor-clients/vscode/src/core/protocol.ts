@@ -34,6 +34,22 @@ export interface Status {
   peers?: string[];
   repairs?: number;
   shared?: string[];
+  /** The user's completions and what became of them, as the hub last counted them. */
+  acceptance?: AcceptanceStats;
+}
+
+export type CompletionScope = 'auto' | 'line' | 'block';
+
+/** One user's completions in a room: shown, and accepted whole, partly (a start of it) or ignored. */
+export interface AcceptanceStats {
+  shown: number;
+  accepted: number;
+  partly: number;
+  ignored: number;
+  /** (accepted + partly) / decided; null before any was decided. */
+  rate?: number | null;
+  /** The scope the hub now chooses for the user (`line` once adapted); null: auto. */
+  scope?: CompletionScope | null;
 }
 
 /** One teammate's editor in `huddle/peers`; positions are already in this editor's coordinates. */
@@ -128,6 +144,8 @@ export const Command = {
   summarizeSelection: 'huddle.summarizeSelection',
   catchUp: 'huddle.catchUp',
   summarizeSession: 'huddle.summarizeSession',
+  /** The inline completion item's own command: VS Code runs it when the user accepts the item. */
+  completionAccepted: 'huddle.completionAccepted',
 } as const;
 
 export type CommandName = (typeof Command)[keyof typeof Command];

@@ -62,6 +62,12 @@ export function statusView(ctx: StatusContext): StatusView {
   if (ctx.following) lines.push(`Following ${ctx.following}`);
   if (status.shared) lines.push(`Shared files open here: ${status.shared.length}`);
   if (status.repairs) lines.push(`Repairs: ${status.repairs}`);
+  const ai = status.acceptance;
+  if (ai !== undefined && ai.shown > 0) {
+    const rate = ai.rate === null || ai.rate === undefined ? '' : `, ${Math.round(ai.rate * 100)}% taken`;
+    const scope = ai.scope === 'line' ? '; one line at a time (you mostly take first lines)' : '';
+    lines.push(`AI completions: ${ai.shown} shown${rate} (${ai.accepted} accepted, ${ai.partly} partly, ${ai.ignored} ignored)${scope}`);
+  }
   return {
     text,
     tooltip: lines.join('\n'),

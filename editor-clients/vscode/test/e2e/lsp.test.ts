@@ -21,7 +21,7 @@ import { resolveServerCommand } from '../../src/core/serverCommand';
 import { initializationOptions, type Settings } from '../../src/core/settings';
 import { statusView } from '../../src/core/status';
 import { SummaryBoard } from '../../src/core/summaries';
-import { Editor, Hub, type ProgressParams, REPO, tempDir } from './harness';
+import { Editor, Hub, offsetAt, type ProgressParams, REPO, tempDir } from './harness';
 
 const ROOM = 'team/vscode';
 const APP = 'def greet(name):\n    return "héllo 🦊 " + name\n';
@@ -237,6 +237,37 @@ describe('huddle lsp, as the extension drives it', () => {
       assert.equal(remainingGhost(last, { position: { line: 1, character: typed.length }, lineText: typed }), last.text.slice(1));
     }
     assert.ok(!ghostLabel(text).includes('\n'));
+  });
+
+  test('accepting a completion: the item’s command tells huddle lsp; huddle.status shows the rate', async () => {
+    const uri = await ann.open('accept.py', 'def mul(a, b):\n    return \n');
+    await shared(ann, 'accept.py');
+    const position = { line: 1, character: '    return '.length };
+    const result = (await ann.connection.sendRequest(InlineCompletionRequest.type, {
+      textDocument: { uri },
+      position,
+      context: { triggerKind: 2 },
+    })) as InlineCompletionList | null;
+    assert.ok(result && result.items.length === 1, 'no completion');
+    const item = result.items[0];
+    const command = item.command;
+    assert.ok(command !== undefined && command.command === P.Command.completionAccepted, JSON.stringify(item));
+    const args = command.arguments ?? [];
+    assert.equal(typeof args[0], 'string', 'the completion’s id');
+    // What VS Code does on Tab: insert the item's text, then run its command.
+    const offset = offsetAt(ann.doc(uri).text, position);
+    await ann.type(uri, offset, item.insertText as string);
+    await ann.command(command.command, args);
+    const deadline = Date.now() + 20_000;
+    let status = await ann.command<P.Status>(P.Command.status);
+    while ((status.acceptance?.accepted ?? 0) < 1) {
+      if (Date.now() > deadline) throw new Error(`no acceptance in huddle.status: ${JSON.stringify(status)}`);
+      await new Promise((resolve) => setTimeout(resolve, 25)); // the status command is the only way to ask
+      status = await ann.command<P.Status>(P.Command.status);
+    }
+    const acceptance = status.acceptance;
+    assert.ok(acceptance !== undefined && acceptance.shown >= 1 && acceptance.accepted === 1, JSON.stringify(acceptance));
+    assert.match(statusView({ status, peers: [] }).tooltip, /AI completions: \d+ shown, \d+% taken \(1 accepted/);
   });
 
   test('summaries: $/progress (cancellable) and huddle/summaryPartial fill the document; the result settles it', async () => {

@@ -26,6 +26,13 @@ test('connected: the room and how many are here (people, not editors)', () => {
   assert.match(view.tooltip, /^bob: app\.py, b\.py$/m);
 });
 
+test('the user’s own completions: how many were taken, and the scope the hub adapted', () => {
+  assert.doesNotMatch(statusView({ status: connected, peers: [] }).tooltip, /AI completions/);
+  const acceptance = { shown: 10, accepted: 4, partly: 2, ignored: 3, rate: 6 / 9, scope: 'line' as const };
+  const view = statusView({ status: { ...connected, acceptance }, peers: [] });
+  assert.match(view.tooltip, /^AI completions: 10 shown, 67% taken \(4 accepted, 2 partly, 3 ignored\); one line at a time/m);
+});
+
 test('following shows in the item', () => {
   assert.equal(statusView({ status: connected, peers: [], following: 'bob' }).text, '$(broadcast) acme/webapp $(eye) bob');
 });
