@@ -37,11 +37,11 @@ class Benchmark:
 
 
 def _registry() -> dict[str, Benchmark]:
-    from benchmarks import ai, cluster, fanout, keystroke, quality, summary_load, traces, web
+    from benchmarks import ai, cluster, fanout, keystroke, quality, room, summary_load, traces, web
 
     found: tuple[Benchmark, ...] = (fanout.BENCHMARK, keystroke.BENCHMARK, ai.BENCHMARK)
     found += (summary_load.BENCHMARK, traces.BENCHMARK, cluster.BENCHMARK, quality.BENCHMARK)
-    found += (web.BENCHMARK,)
+    found += (web.BENCHMARK, room.BENCHMARK)
     return {bench.name: bench for bench in found}
 
 
