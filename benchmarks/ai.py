@@ -59,7 +59,7 @@ import httpx
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from benchmarks import Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, ms, target_fields, targets_lines, write_results
+from benchmarks.common import Check, ms, positive_int, target_fields, targets_lines, write_results
 from benchmarks.fanout import background_busy_percent, process_cpu_seconds
 from benchmarks.keystroke import environment, running_hub, wait_for
 from huddle.collab import schema
@@ -1286,34 +1286,28 @@ def markdown(run: AiRun, checks: list[Check], options: AiOptions, env: dict[str,
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    def positive(text: str) -> int:
-        value = int(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text}")
-        return value
-
     group.add_argument(
         "--ai-trials",
-        type=positive,
+        type=positive_int,
         metavar="N",
         help=f"measured rounds per backend (default {FULL.trials}, quick {QUICK.trials})",
     )
     group.add_argument(
         "--ai-cancels",
-        type=positive,
+        type=positive_int,
         metavar="N",
         help=f"cancellations per path (default {FULL.cancels}, quick {QUICK.cancels})",
     )
     group.add_argument(
         "--ai-prompts",
-        type=positive,
+        type=positive_int,
         metavar="N",
         help="completion prompts per teammate in the prefix-reuse session "
         f"(default {FULL.prompts_per_user}, quick {QUICK.prompts_per_user})",
     )
     group.add_argument(
         "--ai-sessions",
-        type=positive,
+        type=positive_int,
         metavar="N",
         help=f"prefix-reuse sessions (default {FULL.sessions}, quick {QUICK.sessions})",
     )

@@ -127,20 +127,33 @@ def number_list(minimum: int, what: str = "numbers") -> Callable[[str], tuple[in
     return ints
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def name_list(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names, each one of ``allowed``."""
+
+    def names(text: str) -> tuple[str, ...]:
+        chosen = tuple(v.strip() for v in text.split(",") if v.strip())
+        if not chosen or any(n not in allowed for n in chosen):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}")
+        return chosen
+
+    return names
+
+
 def add_servers_flag(
     group: argparse._ArgumentGroup, benchmark: str, servers: tuple[str, ...]
 ) -> None:
     """``--<benchmark>-servers NAME,...``: which of ``servers`` to run (default all)."""
-
-    def names(text: str) -> tuple[str, ...]:
-        chosen = tuple(v.strip() for v in text.split(",") if v.strip())
-        if not chosen or any(n not in servers for n in chosen):
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(servers)}")
-        return chosen
-
     group.add_argument(
         f"--{benchmark}-servers",
-        type=names,
+        type=name_list(servers),
         metavar="NAME,...",
         help=f"servers to run (default {','.join(servers)})",
     )

@@ -51,7 +51,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmarks import ROOT, Benchmark, BenchmarkError, Settings
-from benchmarks.common import Check, target_fields, targets_lines, write_results
+from benchmarks.common import (
+    Check,
+    name_list,
+    positive_int,
+    target_fields,
+    targets_lines,
+    write_results,
+)
 from benchmarks.keystroke import environment, running_hub
 from benchmarks.quality_oracle import MODEL as ORACLE_MODEL
 from benchmarks.quality_oracle import Oracle, OracleTask, planned
@@ -727,37 +734,22 @@ def markdown(
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    def positive(text: str) -> int:
-        value = int(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text}")
-        return value
-
-    def names(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
-        def parse(text: str) -> tuple[str, ...]:
-            chosen = tuple(v.strip() for v in text.split(",") if v.strip())
-            if not chosen or any(n not in allowed for n in chosen):
-                raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}")
-            return chosen
-
-        return parse
-
-    group.add_argument("--quality-sets", type=names(KINDS), metavar="single,multi")
+    group.add_argument("--quality-sets", type=name_list(KINDS), metavar="single,multi")
     group.add_argument(
         "--quality-backends",
-        type=names(("oracle", "embedded")),
+        type=name_list(("oracle", "embedded")),
         metavar="oracle,embedded",
         help="built-in backends to run (default both; --quality-backend adds a server)",
     )
     group.add_argument(
         "--quality-limit",
-        type=positive,
+        type=positive_int,
         metavar="N",
         help=f"tasks per set for model backends (default {FULL.limit}, quick {QUICK.limit})",
     )
     group.add_argument(
         "--quality-oracle-limit",
-        type=positive,
+        type=positive_int,
         metavar="N",
         help=f"tasks per set for the oracle (default all, quick {QUICK.oracle_limit})",
     )
@@ -770,7 +762,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         "(results in quality-indented.*)",
     )
     group.add_argument(
-        "--quality-max-tokens", type=positive, metavar="N", help="Huddle's max_tokens"
+        "--quality-max-tokens", type=positive_int, metavar="N", help="Huddle's max_tokens"
     )
     group.add_argument("--quality-timeout", type=float, metavar="S", help="per task's tests")
     group.add_argument(
