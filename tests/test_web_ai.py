@@ -60,7 +60,11 @@ def test_the_page_spells_the_contracts_names() -> None:
     )
     methods = set(re.findall(r"'([^']+)'", blocks["HubMethod"]))
     notifications = set(re.findall(r"'([^']+)'", blocks["HubNotification"]))
-    assert methods == {HubMethod.COMPLETE.value, HubMethod.SUMMARIZE.value}
+    assert methods == {
+        HubMethod.COMPLETE.value,
+        HubMethod.COMPLETION_OUTCOME.value,
+        HubMethod.SUMMARIZE.value,
+    }
     assert notifications == {n.value for n in HubNotification}
 
 

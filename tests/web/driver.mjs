@@ -99,6 +99,13 @@ const ops = {
   },
   type: async ({ page: id, text, delay = 0 }) => { await pages.get(id).page.keyboard.type(text, { delay }) },
   press: async ({ page: id, key }) => { await pages.get(id).page.keyboard.press(key) },
+  // Backspace `back` times, then type `text`, in one go (no pause between the keys for the page
+  // to ask a completion in).
+  retype: async ({ page: id, back, text }) => {
+    const { keyboard } = pages.get(id).page
+    for (let i = 0; i < back; i++) await keyboard.press('Backspace')
+    await keyboard.type(text)
+  },
   clickFile: async ({ page: id, path: file }) => { await pages.get(id).page.click(`#files .hd-file[data-path="${file}"]`) },
   clickButton: async ({ page: id, button }) => { await pages.get(id).page.click(`button#${button}`) },
   screenshot: async ({ page: id, path: file }) => { await pages.get(id).page.screenshot({ path: file }) },

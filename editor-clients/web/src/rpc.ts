@@ -10,7 +10,7 @@ import type { WebsocketProvider } from 'y-websocket'
 const MESSAGE_HUDDLE = 100
 
 /** huddle/protocol.py's HubMethod and HubNotification. */
-export const HubMethod = { complete: 'complete', summarize: 'summarize' } as const
+export const HubMethod = { complete: 'complete', completionOutcome: 'completion_outcome', summarize: 'summarize' } as const
 export const HubNotification = {
   completePartial: 'complete/partial',
   summaryPartial: 'summary/partial',
