@@ -6,7 +6,9 @@ Ann asks for completions one after another, each at a fresh spot (so llama.cpp's
 cannot answer from an earlier request), and measures time to first token: from sending the
 ``complete`` request over her hub connection to the first ``complete/partial`` notification.
 The trials alternate between blocks with an idle hub and blocks during which Bob has a long
-``summarize`` streaming (restarted whenever it ends), same room, same run.
+``summarize`` streaming (restarted whenever it ends), same room, same run. Each loaded trial is
+asked just after the summary streamed more text, so it always meets a summary being generated
+(the summary steps aside for completions and resumes a moment after the last one).
 
 Target (issue 5): loaded p50 within 20% of idle p50.
 """
@@ -143,6 +145,10 @@ async def measure(blocks: int, per_block: int) -> dict[str, Any]:
                     summary = asyncio.ensure_future(_summaries(bob, streaming))
                     try:
                         for _ in range(per_block):
+                            # asked right after the summary streamed more text: it is being
+                            # generated (a summary waiting to resume after the last completion
+                            # would make this an idle trial)
+                            streaming.clear()
                             await asyncio.wait_for(streaming.wait(), 60)
                             loaded.append(await _first_token(ann, trial))
                             trial += 1

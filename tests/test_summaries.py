@@ -349,3 +349,118 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
         result = await summary
     assert result["summary"] == "It adds two numbers."
     assert len(summary_calls) == 2 and summary_calls[1] == summary_calls[0] + "It adds"
+
+
+async def test_a_resumed_summary_steps_aside_again_for_every_completion(
+    data_dir: Path, backend: FakeBackend, tmp_path: Path
+) -> None:
+    """Every completion of the room stops the summary, not only the first: a resumed summary
+    steps aside again, also for a completion that starts while the summary is reopening its
+    stream (llama.cpp sends the headers only once it has processed the prompt)."""
+    from tests.support.replay import Conn, Received, vllm_chunk
+
+    summary_calls: list[str] = []
+    closed = [asyncio.Event() for _ in range(3)]
+    asked = [asyncio.Event() for _ in range(3)]  # the backend has the n-th completion
+    completions = 0
+
+    async def handler(req: Received, conn: Conn) -> None:
+        nonlocal completions
+        prompt = req.json()["prompt"]
+        if not prompt.startswith("Explain"):
+            asked[completions].set()
+            completions += 1
+            await conn.start()
+            await conn.event(vllm_chunk("x = 1", finish="stop"))
+        else:
+            call = len(summary_calls)
+            summary_calls.append(prompt)
+            if call < 2:  # streams a word, then waits for the hub to hang up
+                await conn.start()
+                await conn.event(vllm_chunk(["It", " adds"][call]))
+            if call < 3:
+                await conn.wait_closed()
+                closed[call].set()
+                return
+            await conn.start()
+            await conn.event(vllm_chunk(" two numbers.", finish="stop"))
+        await conn.event("[DONE]")
+        await conn.finish()
+
+    backend.handler = handler
+    llm = LlmConfig(
+        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
+        timeouts=LlmTimeouts(connect_s=1, first_token_s=30, between_chunks_s=30),
+    )
+    hub = local_hub(data_dir, llm=llm)
+    async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
+        await cy.wait_status("connected")
+        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
+        await eventually(
+            lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
+            what="shared",
+        )
+        summary = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
+        for call, offset in enumerate((4, 19, 3)):  # spots apart: the lsp reuses none
+            # the summary's call is at the backend (streaming, or waiting for its headers)
+            await eventually(lambda: len(summary_calls) > call, what=f"summary call {call}")  # noqa: B023
+            assert await cy.inline("calc.py", offset) == "x = 1"
+            await asyncio.wait_for(closed[call].wait(), 10)  # it stepped aside
+        result = await asyncio.wait_for(summary, 30)
+    assert result["summary"] == "It adds two numbers."
+    first = summary_calls[0]
+    assert summary_calls[1:] == [first + "It", first + "It adds", first + "It adds"]
+
+
+async def test_a_summary_waits_for_a_quiet_moment_before_resuming(
+    data_dir: Path, backend: FakeBackend, tmp_path: Path
+) -> None:
+    """Completions asked one after another (someone typing) are not each preceded by the
+    summary restarting: it resumes once the room has had none for ``summary_resume_s``, or
+    after ``summary_max_pause_s``, and then completes from what it had written."""
+    from tests.support.replay import Conn, Received, vllm_chunk
+
+    summary_calls: list[str] = []
+    closed = asyncio.Event()
+
+    async def handler(req: Received, conn: Conn) -> None:
+        prompt = req.json()["prompt"]
+        await conn.start()
+        if not prompt.startswith("Explain"):
+            await conn.event(vllm_chunk("x = 1", finish="stop"))
+        elif not summary_calls:
+            summary_calls.append(prompt)
+            await conn.event(vllm_chunk("It adds"))
+            await conn.wait_closed()
+            closed.set()
+            return
+        else:
+            summary_calls.append(prompt)
+            await conn.event(vllm_chunk(" two numbers.", finish="stop"))
+        await conn.event("[DONE]")
+        await conn.finish()
+
+    backend.handler = handler
+    llm = LlmConfig(
+        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
+        timeouts=LlmTimeouts(connect_s=1, first_token_s=30, between_chunks_s=30),
+        summary_resume_s=3600,  # never quiet enough: it resumes after the longest pause
+        summary_max_pause_s=5,
+    )
+    hub = local_hub(data_dir, llm=llm)
+    async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
+        await cy.wait_status("connected")
+        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
+        await eventually(
+            lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
+            what="shared",
+        )
+        summary = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
+        await eventually(lambda: bool(summary_calls), what="the summary streams")
+        assert await cy.inline("calc.py", 4) == "x = 1"
+        await asyncio.wait_for(closed.wait(), 10)  # it stepped aside
+        assert await cy.inline("calc.py", 19) == "x = 1"
+        assert len(summary_calls) == 1  # not restarted between the two completions
+        result = await asyncio.wait_for(summary, 30)
+    assert result["summary"] == "It adds two numbers."
+    assert summary_calls[1] == summary_calls[0] + "It adds"

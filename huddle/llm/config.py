@@ -146,6 +146,20 @@ class LlmConfig(_Strict):
         description="(room, user) pairs given their own series of completion outcomes in "
         "/metrics; later pairs are counted together as room and user '_other'",
     )
+    summary_resume_s: float = Field(
+        0.25,
+        ge=0,
+        description="on a backend without priorities (the embedded model), a summary that "
+        "stepped aside for completions resumes once its room has had none for this long: "
+        "restarting between the completions of someone typing would hold up the next one "
+        "(the backend finishes the summary's batch in flight first)",
+    )
+    summary_max_pause_s: float = Field(
+        2.0,
+        ge=0,
+        description="the longest a summary waits for such a quiet moment; after it, it "
+        "resumes as soon as no completion runs (and still steps aside for the next one)",
+    )
     max_summaries_per_room: int = Field(
         1,
         ge=1,

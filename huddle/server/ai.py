@@ -20,6 +20,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import math
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -97,13 +98,17 @@ class ModelRequest:
 
 class RoomActivity:
     """Completions in flight in one room, so summaries on a backend without priority
-    scheduling (the embedded CPU model) can step aside while one runs."""
+    scheduling (the embedded CPU model) can step aside while one runs. Kept while a
+    completion or a summary of the room holds it: a summary waiting to resume must watch the
+    same object as the next completion."""
 
     def __init__(self) -> None:
         self.completions = 0
-        self.started = asyncio.Event()  # replaced each time a completion starts
+        self.summaries = 0
+        self.started = asyncio.Event()  # set when a completion starts, then replaced
         self.idle = asyncio.Event()
         self.idle.set()
+        self.last_end = -math.inf  # loop time the last completion ended
 
     def begin(self) -> None:
         self.completions += 1
@@ -114,7 +119,25 @@ class RoomActivity:
     def end(self) -> None:
         self.completions -= 1
         if self.completions == 0:
+            self.last_end = asyncio.get_running_loop().time()
             self.idle.set()
+
+    async def quiet(self, resume_s: float, max_pause_s: float) -> asyncio.Event:
+        """Wait until no completion runs and none has for ``resume_s`` (that part for at most
+        ``max_pause_s`` in all); return the event the next completion to start sets."""
+        loop = asyncio.get_running_loop()
+        patience = loop.time() + max_pause_s
+        while True:
+            while self.completions:  # idle may have been cleared again before this woke
+                await self.idle.wait()
+            started = self.started
+            left = min(self.last_end + resume_s, patience) - loop.time()
+            if left <= 0:
+                return started
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), left)
+                continue  # another completion started: wait for it, then a quiet moment
+            return started
 
 
 @dataclass
@@ -338,14 +361,25 @@ class AiService:
         yields = kind == "summary" and request.may_yield and self._yields(gateway, room.name)
         if kind == "completion":
             activity.begin()
+        else:
+            activity.summaries += 1
         try:
-            if yields:
-                await activity.idle.wait()
-            return await self._run(gateway, request, activity, yields)
+            # The summary watches, from the moment the room is quiet, for the next completion
+            # to start: also while it waits for its turn and opens its stream (llama.cpp answers
+            # only once it has processed the prompt).
+            config = self.config
+            stop = (
+                await activity.quiet(config.summary_resume_s, config.summary_max_pause_s)
+                if yields
+                else None
+            )
+            return await self._run(gateway, request, stop)
         finally:
             if kind == "completion":
                 activity.end()
-            if activity.completions == 0 and not self._summary_limiters.get(room.name):
+            else:
+                activity.summaries -= 1
+            if not activity.completions and not activity.summaries:
                 self._activity.pop(room.name, None)
 
     @staticmethod
@@ -353,7 +387,7 @@ class AiService:
         return gateway.router.candidates(room)[0].kind == "llamacpp"
 
     async def _run(
-        self, gateway: LlmGateway, request: ModelRequest, activity: RoomActivity, yields: bool
+        self, gateway: LlmGateway, request: ModelRequest, stop: asyncio.Event | None
     ) -> ModelRun:
         room, user, kind = request.room, request.user, request.kind
         limiters = self._limiters if kind == "completion" else self._summary_limiters
@@ -370,31 +404,31 @@ class AiService:
         started = loop.time()
         outcome: Literal["ok", "cancelled", "failed"] = "failed"
         error: str | None = None
-        try:
+
+        async def stream_all() -> None:
             async with (
                 limiter.slot(user),
                 self._cluster_slot(room, kind, user, limiter),
                 request.open_stream(gateway, on_prompt) as stream,
             ):
-
-                async def consume() -> None:
-                    async for chunk in stream:
-                        if not chunk.text:
-                            continue
-                        if not run.text:
-                            self._metrics.ai_first_token.observe(loop.time() - started)
-                        run.text += chunk.text
-                        run.chunks += 1
-                        if request.on_text(chunk.text):
-                            break
-
-                if yields:
-                    run.preempted = await _unless(consume(), activity.started.wait())
-                else:
-                    await consume()
+                async for chunk in stream:
+                    if not chunk.text:
+                        continue
+                    if not run.text:
+                        self._metrics.ai_first_token.observe(loop.time() - started)
+                    run.text += chunk.text
+                    run.chunks += 1
+                    if request.on_text(chunk.text):
+                        break
                 run.usage = stream.usage
                 run.finish_reason = stream.finish_reason
                 run.model = stream.model
+
+        try:
+            if stop is None:
+                await stream_all()
+            else:
+                run.preempted = await _unless(stream_all(), stop.wait())
             outcome = "ok"
             return run
         except asyncio.CancelledError:
