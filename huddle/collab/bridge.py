@@ -302,6 +302,8 @@ class Bridge:
         shadow = self._shadow
         if change.range is None:
             start, end = 0, len(shadow)
+        elif change.range.start == change.range.end:  # an insert (typing): one lookup
+            start = end = shadow.offset_at(change.range.start, self.encoding)
         else:
             start = shadow.offset_at(change.range.start, self.encoding)
             end = shadow.offset_at(change.range.end, self.encoding)
@@ -366,9 +368,12 @@ class Bridge:
         editor was then sent the join. The last value says whether it was read so: the new line
         then follows the room's whole last line, teammates' text not yet in the editor included
         (see :meth:`_feed`)."""
+        size = len(self._shadow)
+        if start != size or end != size or not text.endswith("\n"):
+            return start, end, text, False  # (a kept line break ends with "\n": cheap first)
         kept = self._kept_newline()
-        size, k = len(self._shadow), len(kept)
-        if not kept or start != size or end != size or not text.endswith(kept):
+        k = len(kept)
+        if not kept or not text.endswith(kept):
             return start, end, text, False
         room = len(self._mirror)
         if room and self._mirror.slice(room - 1, room) == "\n":
@@ -487,7 +492,10 @@ class Bridge:
         text goes first, unless ``after_theirs``: a line appended after the last line goes
         after what teammates added to that line (VS Code's ``<v`` typed at the end of the file
         stays on its line, seed 2001)."""
-        if after_theirs:
+        if self._queued.is_noop:  # nothing on its way to the editor: nothing to transform over
+            self._queued = TextOp.identity(op.target_length)
+            mine = op
+        elif after_theirs:
             self._queued, mine = transform(self._queued, op)
         else:
             mine, self._queued = transform(op, self._queued)

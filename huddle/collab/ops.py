@@ -100,15 +100,52 @@ class TextOp:
         self.target_length = target
 
     @classmethod
+    def _normal(cls, parts: list[Component]) -> TextOp:
+        """An op of ``parts`` already normal (built with the ``append_*`` functions)."""
+        op = cls.__new__(cls)
+        base = target = 0
+        for part in parts:
+            if isinstance(part, str):
+                target += len(part)
+            elif part > 0:
+                base += part
+                target += part
+            else:
+                base -= part
+        op.parts = tuple(parts)
+        op.base_length = base
+        op.target_length = target
+        return op
+
+    @classmethod
     def identity(cls, length: int) -> TextOp:
-        return cls((length,))
+        if length < 0:
+            return cls((length,))
+        op = cls.__new__(cls)
+        op.parts = (length,) if length else ()
+        op.base_length = op.target_length = length
+        return op
 
     @classmethod
     def from_edit(cls, length: int, start: int, end: int, text: str) -> TextOp:
         """Replace ``[start, end)`` of a text of ``length`` code points with ``text``."""
         if not 0 <= start <= end <= length:
             raise BridgeError(f"edit {start}..{end} is not inside 0..{length}")
-        return cls((start, text, start - end, length - end))
+        if start == end and not text:
+            return cls.identity(length)
+        # Built directly (already normal): one per editor change, the hot path of typing.
+        op = cls.__new__(cls)
+        parts: list[Component] = [start] if start else []
+        if text:
+            parts.append(text)
+        if end > start:
+            parts.append(start - end)
+        if length > end:
+            parts.append(length - end)
+        op.parts = tuple(parts)
+        op.base_length = length
+        op.target_length = length - (end - start) + len(text)
+        return op
 
     @classmethod
     def from_edits(cls, length: int, edits: Sequence[Edit]) -> TextOp:
@@ -127,7 +164,9 @@ class TextOp:
 
     @property
     def is_noop(self) -> bool:
-        return all(isinstance(part, int) and part > 0 for part in self.parts)
+        return self.base_length == self.target_length and all(
+            isinstance(part, int) and part > 0 for part in self.parts
+        )
 
     def apply(self, text: str) -> str:
         if len(text) != self.base_length:
@@ -175,29 +214,17 @@ class TextOp:
                 f"second expects {other.base_length}"
             )
         out: list[Component] = []
-        first, second = list(self.parts), list(other.parts)
-        i = j = 0
-        a: Component | None = first[0] if first else None
-        b: Component | None = second[0] if second else None
-
-        def next_a() -> Component | None:
-            nonlocal i
-            i += 1
-            return first[i] if i < len(first) else None
-
-        def next_b() -> Component | None:
-            nonlocal j
-            j += 1
-            return second[j] if j < len(second) else None
-
+        first, second = iter(self.parts), iter(other.parts)
+        a: Component | None = next(first, None)
+        b: Component | None = next(second, None)
         while a is not None or b is not None:
             if isinstance(a, int) and a < 0:
                 append_delete(out, -a)
-                a = next_a()
+                a = next(first, None)
                 continue
             if isinstance(b, str):
                 append_insert(out, b)
-                b = next_b()
+                b = next(second, None)
                 continue
             if a is None or b is None:
                 raise BridgeError("compose: ops do not line up")
@@ -206,25 +233,25 @@ class TextOp:
                 if b > 0:
                     n = min(a, b)
                     append_retain(out, n)
-                    a = a - n or next_a()
-                    b = b - n or next_b()
+                    a = a - n or next(first, None)
+                    b = b - n or next(second, None)
                 else:
                     n = min(a, -b)
                     append_delete(out, n)
-                    a = a - n or next_a()
-                    b = b + n or next_b()
+                    a = a - n or next(first, None)
+                    b = b + n or next(second, None)
             else:  # insert a
                 assert isinstance(b, int)
                 if b > 0:
                     n = min(len(a), b)
                     append_insert(out, a[:n])
-                    a = a[n:] or next_a()
-                    b = b - n or next_b()
+                    a = a[n:] or next(first, None)
+                    b = b - n or next(second, None)
                 else:
                     n = min(len(a), -b)
-                    a = a[n:] or next_a()
-                    b = b + n or next_b()
-        return TextOp(out)
+                    a = a[n:] or next(first, None)
+                    b = b + n or next(second, None)
+        return TextOp._normal(out)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TextOp) and self.parts == other.parts
@@ -246,31 +273,20 @@ def transform(a: TextOp, b: TextOp) -> tuple[TextOp, TextOp]:
         )
     a_out: list[Component] = []
     b_out: list[Component] = []
-    first, second = list(a.parts), list(b.parts)
-    i = j = 0
-    x: Component | None = first[0] if first else None
-    y: Component | None = second[0] if second else None
-
-    def next_x() -> Component | None:
-        nonlocal i
-        i += 1
-        return first[i] if i < len(first) else None
-
-    def next_y() -> Component | None:
-        nonlocal j
-        j += 1
-        return second[j] if j < len(second) else None
+    first, second = iter(a.parts), iter(b.parts)
+    x: Component | None = next(first, None)
+    y: Component | None = next(second, None)
 
     while x is not None or y is not None:
         if isinstance(x, str):
             append_insert(a_out, x)
             append_retain(b_out, len(x))
-            x = next_x()
+            x = next(first, None)
             continue
         if isinstance(y, str):
             append_retain(a_out, len(y))
             append_insert(b_out, y)
-            y = next_y()
+            y = next(second, None)
             continue
         if x is None or y is None:
             raise BridgeError("transform: ops do not line up")
@@ -278,23 +294,23 @@ def transform(a: TextOp, b: TextOp) -> tuple[TextOp, TextOp]:
             n = min(x, y)
             append_retain(a_out, n)
             append_retain(b_out, n)
-            x = x - n or next_x()
-            y = y - n or next_y()
+            x = x - n or next(first, None)
+            y = y - n or next(second, None)
         elif x < 0 and y < 0:
             n = min(-x, -y)
-            x = x + n or next_x()
-            y = y + n or next_y()
+            x = x + n or next(first, None)
+            y = y + n or next(second, None)
         elif x < 0:  # a deletes what b keeps
             n = min(-x, y)
             append_delete(a_out, n)
-            x = x + n or next_x()
-            y = y - n or next_y()
+            x = x + n or next(first, None)
+            y = y - n or next(second, None)
         else:  # a keeps what b deletes
             n = min(x, -y)
             append_delete(b_out, n)
-            x = x - n or next_x()
-            y = y + n or next_y()
-    return TextOp(a_out), TextOp(b_out)
+            x = x - n or next(first, None)
+            y = y + n or next(second, None)
+    return TextOp._normal(a_out), TextOp._normal(b_out)
 
 
 def map_offset(op: TextOp, offset: int) -> int:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -125,11 +126,10 @@ def split_lines(text: str) -> list[str]:
 
 
 def _break_len(line: str) -> int:
-    if line.endswith("\r\n"):
-        return 2
-    if line.endswith(("\n", "\r")):
-        return 1
-    return 0
+    last = line[-1:]
+    if last == "\n":
+        return 2 if line[-2:-1] == "\r" else 1
+    return 1 if last == "\r" else 0
 
 
 def _utf8_len(text: str) -> int:
@@ -253,6 +253,7 @@ class LineIndex:
         "_blocks",
         "_bytes",
         "_cps",
+        "_ends",
         "_length",
         "_line_bytes",
         "_lines",
@@ -268,6 +269,10 @@ class LineIndex:
         self.revision = 0  # unique to this text of this index; set by _set_lines
         self._blocks: list[list[str]] = []
         self._line_bytes: list[list[int]] = []
+        # Per block, where each line ends (code points from the block's start), built when a
+        # block is first searched after a change (None until then): C-speed bisection instead of
+        # a Python walk over up to 2 * block_size lines for every lookup.
+        self._ends: list[list[int] | None] = []
         self._set_lines(split_lines(text))
 
     # --- whole-text views -------------------------------------------------------------------
@@ -275,7 +280,7 @@ class LineIndex:
     @property
     def text(self) -> str:
         """The whole text (O(n))."""
-        return "".join(line for block in self._blocks for line in block)
+        return "".join(itertools.chain.from_iterable(self._blocks))
 
     def __len__(self) -> int:
         """Length in code points."""
@@ -393,7 +398,9 @@ class LineIndex:
         self._check_range(start, end)
         if start == end and not text:
             return
-        _utf8_len(text)  # reject lone surrogates before changing anything
+        size = _utf8_len(text)  # reject lone surrogates before changing anything
+        if "\n" not in text and "\r" not in text and self._replace_in_line(start, end, text, size):
+            return
         start_line = self._locate_offset(start)[2]
         end_line = start_line if end == start else self._locate_offset(end)[2]
         head = self._locate_line(max(start_line - 1, 0))
@@ -420,7 +427,37 @@ class LineIndex:
         self._length += len(text) - (end - start)
         self.revision = next(_revisions)
 
+    def _replace_in_line(self, start: int, end: int, text: str, size: int) -> bool:
+        """:meth:`replace` where it stays inside one line's content and ``text`` (``size``
+        UTF-8 bytes) holds no line break: the line is rewritten in place, no line joins or
+        splits (typing). False, changing nothing, where it does not apply."""
+        block, row, _, line_offset, _ = self._locate_offset(start)
+        line = self._blocks[block][row]
+        col, col_end = start - line_offset, end - line_offset
+        if col_end > len(line) - _break_len(line):
+            return False
+        if not col and not text and line[col_end : col_end + 1] == "\n":
+            return False  # the line's content all deleted: a "\r" before it may join its "\n"
+        d_cps = len(text) - (end - start)
+        d_bytes = size - _utf8_len(line[col:col_end])
+        self._blocks[block][row] = line[:col] + text + line[col_end:]
+        self._line_bytes[block][row] += d_bytes
+        self._ends[block] = None
+        self._cps[block] += d_cps
+        self._bytes[block] += d_bytes
+        self._total_bytes += d_bytes
+        self._length += d_cps
+        self._tree.add(block, 0, d_cps, d_bytes)
+        self.revision = next(_revisions)
+        return True
+
     # --- internals ----------------------------------------------------------------------------
+
+    def _line_ends(self, block: int) -> list[int]:
+        ends = self._ends[block]
+        if ends is None:
+            ends = self._ends[block] = list(itertools.accumulate(map(len, self._blocks[block])))
+        return ends
 
     def _check_offset(self, offset: int) -> None:
         if not 0 <= offset <= self._length:
@@ -434,6 +471,7 @@ class LineIndex:
         size = self._block_size
         self._blocks = [lines[i : i + size] for i in range(0, len(lines), size)]
         self._line_bytes = [[_utf8_len(line) for line in block] for block in self._blocks]
+        self._ends = [None] * len(self._blocks)
         self._cps = [sum(map(len, block)) for block in self._blocks]
         self._bytes = [sum(widths) for widths in self._line_bytes]
         self._length = sum(self._cps)
@@ -450,7 +488,7 @@ class LineIndex:
         block, lines, cps, nbytes = self._tree.search(_LINES, line)
         row = line - lines
         if row:
-            cps += sum(map(len, self._blocks[block][:row]))
+            cps += self._line_ends(block)[row - 1]
             nbytes += sum(self._line_bytes[block][:row])
         return block, row, line, cps, nbytes
 
@@ -461,16 +499,11 @@ class LineIndex:
             lines = self._lines - len(self._blocks[block])
             cps = self._length - self._cps[block]
             nbytes = self._total_bytes - self._bytes[block]
-        text = self._blocks[block]
-        row = 0
-        last = len(text) - 1
-        while row < last:
-            width = len(text[row])
-            if cps + width > offset:
-                break
-            cps += width
-            row += 1
+        ends = self._line_ends(block)
+        # The first line that ends past ``offset``; the block's last one at the end of the text.
+        row = min(bisect_right(ends, offset - cps), len(ends) - 1)
         if row:
+            cps += ends[row - 1]
             nbytes += sum(self._line_bytes[block][:row])
         return block, row, lines + row, cps, nbytes
 
@@ -495,6 +528,7 @@ class LineIndex:
                 d_bytes = sum(chunk_widths) - self._bytes[block]
                 self._blocks[block] = chunk
                 self._line_bytes[block] = chunk_widths
+                self._ends[block] = None
                 self._cps[block] += d_cps
                 self._bytes[block] += d_bytes
                 self._total_bytes += d_bytes
@@ -505,6 +539,7 @@ class LineIndex:
         starts = range(0, len(lines), size)
         self._blocks[first : last + 1] = [lines[i : i + size] for i in starts]
         self._line_bytes[first : last + 1] = [widths[i : i + size] for i in starts]
+        self._ends[first : last + 1] = [None] * len(starts)
         self._cps[first : last + 1] = [sum(map(len, lines[i : i + size])) for i in starts]
         self._bytes[first : last + 1] = [sum(widths[i : i + size]) for i in starts]
         self._reindex()

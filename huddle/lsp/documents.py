@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lsprotocol import types as lsp
 from pycrdt import Text
@@ -49,6 +50,57 @@ def to_changes(changes: list[lsp.TextDocumentContentChangeEvent]) -> list[TextCh
         else:
             result.append(TextChange(None, change.text))
     return result
+
+
+_UINTEGER = 2**31  # LSP's uinteger: 0 <= n < 2**31
+
+
+def read_did_change(message: Any) -> tuple[str, int, list[TextChange]] | None:
+    """A ``textDocument/didChange`` notification as plain JSON (``json.loads``) -> its ``(uri,
+    version, changes)``, or None for anything else or any value lsprotocol would not accept as
+    it is (the message then goes the ordinary way, through pygls and lsprotocol, which rejects
+    what is malformed): a typist's every keystroke, read without building lsprotocol objects
+    through cattrs (half of the notification's cost)."""
+    if not isinstance(message, dict) or message.get("method") != "textDocument/didChange":
+        return None
+    if message.get("jsonrpc") != "2.0" or "id" in message:
+        return None
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return None
+    document, raw = params.get("textDocument"), params.get("contentChanges")
+    if not isinstance(document, dict) or not isinstance(raw, list):
+        return None
+    uri, version = document.get("uri"), document.get("version")
+    if type(uri) is not str or type(version) is not int or not -_UINTEGER <= version < _UINTEGER:
+        return None
+    changes: list[TextChange] = []
+    for change in raw:
+        if not isinstance(change, dict) or type(text := change.get("text")) is not str:
+            return None
+        if "range" not in change:
+            changes.append(TextChange(None, text))
+            continue
+        where = change["range"]
+        length = change.get("rangeLength")
+        if not isinstance(where, dict) or (length is not None and type(length) is not int):
+            return None
+        start, end = where.get("start"), where.get("end")
+        if not isinstance(start, dict) or not isinstance(end, dict):
+            return None
+        numbers: tuple[Any, ...] = (
+            start.get("line"),
+            start.get("character"),
+            end.get("line"),
+            end.get("character"),
+        )
+        if any(type(n) is not int or not 0 <= n < _UINTEGER for n in numbers):
+            return None
+        line, character, end_line, end_character = numbers
+        changes.append(
+            TextChange(Range(Position(line, character), Position(end_line, end_character)), text)
+        )
+    return uri, version, changes
 
 
 @dataclass

@@ -12,15 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
+import sys
+import uuid
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
 from pycrdt import Subscription, Text, TransactionEvent, UndoManager
 from pydantic import BaseModel, ValidationError
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import (
+    FeatureNotificationError,
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol.language_server import (
     LanguageServerProtocol,
@@ -36,7 +45,7 @@ from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position, PositionEncoding, Range
 from huddle.lsp import stdio, summaries
 from huddle.lsp.completion import CompletionFailed, Completions, Offer
-from huddle.lsp.documents import MAX_EXACT, Buffer, to_changes
+from huddle.lsp.documents import MAX_EXACT, Buffer, read_did_change, to_changes
 from huddle.lsp.edits import EditSender
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.hub_client import Status
@@ -65,10 +74,38 @@ from huddle.protocol import (
 log = logging.getLogger("huddle.lsp")
 
 
+_DID_CHANGE = b'"textDocument/didChange"'
+
+
 class HuddleProtocol(LanguageServerProtocol):
     """pygls keeps its own copy of every open document and patches it on each ``didChange``:
     O(file size) per keystroke (15 ms at 1 MB). Huddle keeps its own shadow in the bridge and
-    never reads pygls's copy, so the protocol hands the notification straight over."""
+    never reads pygls's copy, so the protocol hands the notification straight over; over its
+    own stdio transport (``stdio.serve``), without making lsprotocol objects of it (``take``)."""
+
+    def take(self, body: bytes) -> bool:
+        """Handle a well-formed ``didChange`` from its raw JSON body (True), as its handler
+        would with pygls's objects; anything else is left to pygls (False). An error in the
+        handler is reported as pygls reports one (``FeatureNotificationError``)."""
+        if _DID_CHANGE not in body or self._shutdown:
+            return False
+        server = self._server
+        if not isinstance(server, HuddleServer) or lsp.TEXT_DOCUMENT_DID_CHANGE not in (
+            self.fm.features
+        ):
+            return False
+        try:
+            parsed = read_did_change(json.loads(body))
+        except ValueError:  # not JSON (or not UTF-8): pygls says so
+            return False
+        if parsed is None:
+            return False
+        try:
+            server.change_text(*parsed)
+        except Exception:
+            error = JsonRpcInternalError.of(sys.exc_info())  # type: ignore[no-untyped-call]
+            server._report_server_error(error, FeatureNotificationError)
+        return True
 
     @lsp_method(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: lsp.DidChangeTextDocumentParams) -> Any:
@@ -157,6 +194,24 @@ class HuddleServer(LanguageServer):
 
     def send_status(self) -> None:
         self.notify(EditorNotification.STATUS, self.describe())
+
+    async def workspace_apply_edit_async(
+        self, params: lsp.ApplyWorkspaceEditParams
+    ) -> lsp.ApplyWorkspaceEditResult:
+        """pygls's request, with the params written as JSON by hand where they have the one
+        shape ``EditSender`` sends (a teammate's every keystroke): cattrs's unstructuring of
+        the lsprotocol objects was a third of the request's cost. The answer is read by pygls."""
+        payload = _apply_edit_json(params)
+        if payload is None:
+            return await super().workspace_apply_edit_async(params)
+        protocol = self.protocol
+        msg_id = str(uuid.uuid4())
+        future: Future[lsp.ApplyWorkspaceEditResult] = Future()
+        protocol._request_futures[msg_id] = future
+        protocol._result_types[msg_id] = protocol.get_result_type(lsp.WORKSPACE_APPLY_EDIT)
+        message = {"jsonrpc": "2.0", "id": msg_id, "method": lsp.WORKSPACE_APPLY_EDIT}
+        protocol._send_data({**message, "params": payload})
+        return await asyncio.wrap_future(future)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -274,19 +329,22 @@ class HuddleServer(LanguageServer):
                     return
 
     def change(self, params: lsp.DidChangeTextDocumentParams) -> None:
-        uri = params.text_document.uri
+        document = params.text_document
+        self.change_text(document.uri, document.version, to_changes(list(params.content_changes)))
+
+    def change_text(self, uri: str, version: int, changes: list[TextChange]) -> None:
+        """A ``didChange``: ``changes`` in order, the editor's text at ``version`` after them."""
         buffer = self.buffers.get(uri)
         if buffer is None:
             if self.path_of(uri) is not None:
                 log.warning("didChange for %s, which is not open: ignored", uri)
             return
         self._focus = uri
-        changes = to_changes(list(params.content_changes))
         awaited_echo = buffer.bridge is not None and buffer.bridge.in_flight
         outcomes = self.completions.outcomes
         before = buffer.bridge.shadow if buffer.bridge and outcomes.watching(uri) else None
         try:
-            buffer.change(params.text_document.version, changes)
+            buffer.change(version, changes)
             if before is not None:
                 outcomes.changed(uri, before, changes, self.encoding)
         except CollabError as exc:
@@ -321,6 +379,34 @@ class HuddleServer(LanguageServer):
             buffer.dirty = True
         self.edits.schedule()
         self.presence.schedule()
+
+
+def _apply_edit_json(params: lsp.ApplyWorkspaceEditParams) -> dict[str, Any] | None:
+    """``params`` as lsprotocol writes them, where they are one versioned ``TextDocumentEdit``
+    of plain ``TextEdit``s and nothing else; else None."""
+    edit = params.edit
+    if params.label is not None or params.metadata is not None or edit.changes is not None:
+        return None
+    if edit.change_annotations is not None or edit.document_changes is None:
+        return None
+    documents = []
+    for change in edit.document_changes:
+        if type(change) is not lsp.TextDocumentEdit:
+            return None
+        document = change.text_document
+        edits = []
+        for text_edit in change.edits:
+            if type(text_edit) is not lsp.TextEdit:
+                return None
+            start, end = text_edit.range.start, text_edit.range.end
+            where = {
+                "start": {"line": start.line, "character": start.character},
+                "end": {"line": end.line, "character": end.character},
+            }
+            edits.append({"range": where, "newText": text_edit.new_text})
+        identifier = {"uri": document.uri, "version": document.version}
+        documents.append({"textDocument": identifier, "edits": edits})
+    return {"edit": {"documentChanges": documents}}
 
 
 # -- handlers ----------------------------------------------------------------------------------

@@ -5,19 +5,28 @@ every message waits for that thread to get the GIL back from a busy event loop (
 interpreter's 5 ms switch interval) and costs a thread hand-off. Where stdin is a pipe or a
 socket of its own (as every editor starts a language server) we read it with asyncio instead;
 anywhere else (a terminal, a file) pygls's own transport does.
+
+The loop is pygls's ``run_async`` with one addition: a protocol that has a ``take(body)`` method
+sees each message's raw body first and may handle it itself (``True``), skipping pygls's
+structuring of the JSON through cattrs (``huddle lsp`` reads ``didChange`` so: see
+``HuddleProtocol.take``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import re
 import stat
 import sys
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
-from pygls.io_ import StdoutWriter, run_async
+from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter
 from pygls.server import JsonRPCServer
 
 log = logging.getLogger(__name__)
@@ -58,13 +67,39 @@ async def _serve(server: JsonRPCServer, stdin: BinaryIO) -> None:
     stream = asyncio.StreamReader(loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream, loop=loop), stdin)
     assert server._stop_event is not None
-    await run_async(
-        stop_event=server._stop_event,
-        reader=_Reader(stream),
-        protocol=server.protocol,
-        logger=logging.getLogger("pygls.io_"),
-        error_handler=server.report_server_error,
-    )
+    await _run(server, _Reader(stream))
+
+
+_CONTENT_LENGTH = re.compile(rb"^Content-Length: (\d+)\r\n$")
+
+
+async def _run(server: JsonRPCServer, reader: _Reader) -> None:
+    """pygls's ``run_async`` (headers, then the body), with the protocol's ``take`` first."""
+    stop_event = server._stop_event
+    assert stop_event is not None
+    protocol = server.protocol
+    take: Callable[[bytes], bool] | None = getattr(protocol, "take", None)
+    pygls_log = logging.getLogger("pygls.io_")
+    content_length = 0
+    while not stop_event.is_set():
+        header = await reader.readline()
+        if not header:
+            break
+        if not content_length and (match := _CONTENT_LENGTH.fullmatch(header)):
+            content_length = int(match.group(1))
+        if content_length and not header.strip():
+            body = await reader.readexactly(content_length)
+            if not body:
+                break
+            try:
+                if take is None or not take(body):
+                    message = json.loads(body, object_hook=protocol.structure_message)
+                    protocol.handle_message(message)
+            except Exception as exc:
+                pygls_log.exception("Unable to handle message")
+                server.report_server_error(exc, JsonRpcException)
+            finally:
+                content_length = 0
 
 
 class _Reader:
