@@ -79,17 +79,27 @@ def sticky_position(text: Text, index: LineIndex, offset: int) -> dict[str, Any]
 
 
 class StickyResolver:
-    """Yjs relative positions -> UTF-16 offsets in one document's texts. The document's state
-    vector is read once per resolver, so make one per batch (a presence tick, a request): 20
-    teammates move their cursors 40 times a second."""
+    """Yjs relative positions -> UTF-16 offsets in one document's texts. Long-lived: the
+    document's state vector is kept as a lower bound (a replica's only grows) and decoded again
+    only for a position naming an item past it, so one resolver can serve every presence tick.
+
+    :meth:`parse` checks a position once (the costly part: it comes as JSON from anyone);
+    :meth:`index` then reads where it is now, as often as the text changes."""
 
     def __init__(self, doc: Doc[Any]) -> None:
         self.doc = doc
-        self._known: dict[int, int] | None = None
+        self._known: dict[int, int] = {}
 
-    def units(self, text: Text, relative: object) -> int | None:
-        """The UTF-16 offset ``relative`` (StickyIndex JSON from anyone) points at in ``text``;
-        None if it is malformed or names an item this replica does not have yet."""
+    def _received(self, client: int, clock: int) -> bool:
+        if clock < self._known.get(client, 0):
+            return True
+        self._known = wire.decode_state_vector(self.doc.get_state())
+        return clock < self._known.get(client, 0)
+
+    def parse(self, text: Text, relative: object) -> StickyIndex | None:
+        """``relative`` (StickyIndex JSON from anyone) as a position in ``text``'s document;
+        None if it is malformed or names an item this replica does not have yet (parse it
+        again later: it may arrive)."""
         if not isinstance(relative, dict):
             return None
         item = relative.get("item")
@@ -99,15 +109,32 @@ class StickyResolver:
             client, clock = item.get("client"), item.get("clock")
             if type(client) is not int or type(clock) is not int:
                 return None
-            if self._known is None:
-                self._known = wire.decode_state_vector(self.doc.get_state())
-            if clock >= self._known.get(client, 0):
+            if not self._received(client, clock):
                 return None  # pycrdt would panic on an item it has not received
         try:
-            return int(StickyIndex.from_json(relative, text).get_index())
+            return StickyIndex.from_json(relative, text)
         except (ValueError, KeyError, TypeError, RuntimeError, OverflowError):
             return None
         except BaseException as exc:
             if not _is_panic(exc):
                 raise
             return None
+
+    @staticmethod
+    def index(sticky: StickyIndex) -> int | None:
+        """The UTF-16 offset a position from :meth:`parse` points at now (None: it cannot be
+        read, which pycrdt may say by panicking)."""
+        try:
+            return int(sticky.get_index())
+        except (ValueError, KeyError, TypeError, RuntimeError, OverflowError):
+            return None
+        except BaseException as exc:
+            if not _is_panic(exc):
+                raise
+            return None
+
+    def units(self, text: Text, relative: object) -> int | None:
+        """The UTF-16 offset ``relative`` (StickyIndex JSON from anyone) points at in ``text``;
+        None if it is malformed or names an item this replica does not have yet."""
+        sticky = self.parse(text, relative)
+        return None if sticky is None else self.index(sticky)
