@@ -135,6 +135,37 @@ async def test_non_standard_json_closes_the_sender_only(hub: Hub, data_dir: Path
         assert room.presence.size_bytes == len(room.presence.encode_all() or b"") - 1
 
 
+async def test_an_echo_is_dropped_unread_and_a_changed_one_is_still_checked(
+    hub: Hub, data_dir: Path
+) -> None:
+    """Stock y-websocket clients send back every awareness change they receive, and the hub
+    skips an entry it holds byte for byte (client, clock, JSON) without parsing it. Only that:
+    the same client and clock with other bytes is read strictly, NaN closes the sender."""
+    async with (
+        connect(_url(hub, data_dir, "ann")) as ann,
+        connect(_url(hub, data_dir, "mallory")) as mallory,
+    ):
+        await _barrier(ann)
+        await _barrier(mallory)
+        await ann.send(_frame(b'{"n":1}'))
+        while not isinstance(relayed := wire.decode(await mallory.recv()), wire.AwarenessMessage):
+            pass
+        (entry,) = wire.decode_awareness(relayed.payload)
+        assert (entry.client_id, entry.clock, entry.state) == (
+            1000,
+            1,
+            {"n": 1, "user": {"name": "ann"}},
+        )
+        room = hub.room(ROOM)
+        assert room is not None
+        before = room.presence.encode_all()
+        assert await _settled(mallory, wire.encode(relayed)) is None  # the echo: nothing changes
+        assert room.presence.encode_all() == before
+        closed = await _settled(mallory, _frame(b'{"n":NaN}'))  # client 1000, clock 1 again
+        assert closed == (4400, "malformed message: awareness state holds NaN, which is not JSON")
+        assert room.presence.encode_all() == before
+
+
 # -- item 3: awareness has byte limits ---------------------------------------------------------
 
 STATE_BYTES, CONNECTION_BYTES, ROOM_BYTES = 4096, 16 * 1024, 40 * 1024

@@ -10,9 +10,10 @@ from pycrdt import Doc, Text
 
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
+from huddle.server import store as store_module
 from huddle.server.config import HubConfig, StoreConfig
 from huddle.server.hub import Hub
-from huddle.server.store import Database
+from huddle.server.store import Database, Pending, Store
 from tests.support.hubs import local_hub
 from tests.support.peers import eventually, token
 
@@ -92,3 +93,48 @@ async def test_rooms_come_back_after_restart(data_dir: Path) -> None:
     ):
         await asyncio.wait_for(client.synced.wait(), 10)
         assert file_texts(client.doc) == {"keep.md": "# kept ✓"}
+
+
+async def test_commits_on_the_event_loop_leave_the_checkpoints_to_the_store_thread(
+    tmp_path: Path,
+) -> None:
+    """With ``durability=normal`` a commit runs on the event loop and SQLite's automatic
+    checkpoint is off (it would sync the disk there): the store checkpoints the WAL on its
+    thread instead, so the rows reach the database file itself."""
+    path = tmp_path / "huddle.sqlite3"
+    count = 2 * store_module._CHECKPOINT_EVERY + 3
+    async with Store(lambda: Database(path), StoreConfig(), 10_000) as store:
+        record = await store.call(lambda db: db.load_room(ROOM, create=True))
+        assert record is not None
+        sink = _Sink()
+        for n in range(count):  # one at a time, as typing comes: each commit on the loop
+            await store.append(Pending(sink, record.room_id, 0, "ann", bytes([n % 256]) * 1024))
+            await sink.wait_for(n + 1)
+        await store.call(lambda db: None)  # queued behind any checkpoint under way
+        # The database file (not only its WAL) holds the rows: checkpoints ran meanwhile.
+        assert path.stat().st_size > store_module._CHECKPOINT_EVERY * 1024
+    db = Database(path)
+    try:
+        assert [e.seq for e in db.journal(ROOM)] == list(range(1, count + 1))
+    finally:
+        db.close()
+
+
+class _Sink:
+    """Counts committed entries (a ``CommitSink``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def committed(self, entries: list[Pending]) -> None:
+        self.count += len(entries)
+        self._changed.set()
+
+    def failed(self, entries: list[Pending], error: Exception) -> None:
+        raise AssertionError(f"a commit failed: {error}")
+
+    async def wait_for(self, count: int) -> None:
+        while self.count < count:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), 30)

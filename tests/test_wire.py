@@ -104,6 +104,28 @@ def test_awareness_states_must_be_standard_json(raw: bytes, error: str) -> None:
         wire.decode_awareness(_awareness(raw), max_depth=32)
 
 
+def test_an_entry_the_caller_holds_byte_for_byte_is_left_out_unparsed() -> None:
+    """Stock y-websocket clients send back every awareness change they receive: an entry whose
+    client, clock and JSON bytes the caller already holds is skipped without parsing. Nothing
+    else is: other bytes at the same clock, or the same bytes at another clock, are read
+    strictly, and the size limit comes first."""
+    held = {(1, 1): b'{"a":1}'}
+
+    def holds(client_id: int, clock: int, raw: bytes) -> bool:
+        return held.get((client_id, clock)) == raw
+
+    assert wire.decode_awareness(_awareness(b'{"a":1}'), held=holds) == []
+    with pytest.raises(wire.WireError, match="holds NaN"):
+        wire.decode_awareness(_awareness(b'{"a":NaN}'), held=holds)
+    assert wire.decode_awareness(_awareness(b'{"a": 1}'), held=holds) == [
+        wire.AwarenessEntry(1, 1, {"a": 1})
+    ]
+    later = wire.write_varuint(1) + b"\x01\x02" + wire.write_varbytes(b'{"a":1}')
+    assert wire.decode_awareness(later, held=holds) == [wire.AwarenessEntry(1, 2, {"a": 1})]
+    with pytest.raises(wire.StateTooLarge):
+        wire.decode_awareness(_awareness(b'{"a":1}'), held=holds, max_state_bytes=4)
+
+
 def test_standard_json_states_pass_at_the_limits() -> None:
     pair = wire.decode_awareness(_awareness(b'{"s":"\\ud83d\\ude00","n":1e308,"m":-0.0}'))
     assert pair[0].state == {"s": "😀", "n": 1e308, "m": -0.0}

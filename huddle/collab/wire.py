@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -123,18 +124,20 @@ class _Reader:
         self._pos = 0
 
     def varuint(self) -> int:
+        data, start = self._data, self._pos
+        end = min(len(data), start + MAX_VARUINT_BYTES)
         value = 0
         shift = 0
-        for _ in range(MAX_VARUINT_BYTES):
-            if self._pos >= len(self._data):
-                raise WireError("truncated varuint")
-            byte = self._data[self._pos]
-            self._pos += 1
-            value |= (byte & 0x7F) << shift
+        for pos in range(start, end):
+            byte = data[pos]
             if byte < 0x80:
-                return value
+                self._pos = pos + 1
+                return value | (byte << shift)
+            value |= (byte & 0x7F) << shift
             shift += 7
-        raise WireError("varuint longer than 8 bytes")
+        if end - start == MAX_VARUINT_BYTES:
+            raise WireError("varuint longer than 8 bytes")
+        raise WireError("truncated varuint")
 
     def varbytes(self) -> bytes:
         length = self.varuint()
@@ -229,6 +232,7 @@ def decode_awareness(
     max_entries: int = 1024,
     max_depth: int = MAX_JSON_DEPTH,
     max_state_bytes: int | None = None,
+    held: Callable[[int, int, bytes], bool] | None = None,
 ) -> list[AwarenessEntry]:
     """Decode an awareness update; each state must be a JSON object or ``null``, in standard
     JSON only: what y-protocols' ``JSON.parse`` reads and a strict UTF-8 decoder accepts.
@@ -238,6 +242,13 @@ def decode_awareness(
     it is relayed to); strings holding a lone surrogate (``"\\ud800"``: cannot be written back
     as UTF-8); nesting deeper than ``max_depth``, counted without recursion before ``json.loads``
     recurses; and (``StateTooLarge``) a state longer than ``max_state_bytes``, before parsing.
+
+    ``held(client_id, clock, state_json)``: whether the caller already holds exactly this
+    entry, the same clock and the same JSON bytes, which it read (or wrote) as standard JSON
+    before. Such an entry is left out unparsed: it changes nothing (y-protocols applies only a
+    newer clock), and what it would be checked for was checked on those same bytes. Stock
+    y-websocket clients send back every remote awareness change they receive, so most of what
+    a hub reads is such an echo.
     """
     reader = _Reader(payload)
     count = reader.varuint()
@@ -250,28 +261,41 @@ def decode_awareness(
         raw = reader.varbytes()
         if max_state_bytes is not None and len(raw) > max_state_bytes:
             raise StateTooLarge(f"awareness state of {len(raw)} bytes (limit {max_state_bytes})")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise WireError("string is not valid UTF-8") from exc
+        if held is not None and held(client_id, clock, raw):
+            continue
+        entries.append(AwarenessEntry(client_id, clock, _state(raw, max_depth)))
+    reader.end()
+    return entries
+
+
+def _state(raw: bytes, max_depth: int) -> dict[str, Any] | None:
+    """One awareness state's JSON, read strictly (see ``decode_awareness``)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError("string is not valid UTF-8") from exc
+    # Nesting is at most the number of opening brackets (those in strings too): most states
+    # have a handful, and the exact count, a pass over the text, is needed only past the limit.
+    if text.count("{") + text.count("[") > max_depth:
         depth = json_depth(text)
         if depth > max_depth:
             raise WireError(f"awareness state nested {depth} deep (limit {max_depth})")
+    try:
+        state = _STRICT_JSON.decode(text)
+    except WireError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, and ints past Python's digit limit
+        raise WireError("awareness state is not JSON") from exc
+    if state is not None and not isinstance(state, dict):
+        raise WireError("awareness state must be a JSON object or null")
+    # A lone surrogate, which json.loads lets through, can only come from a \u escape: the
+    # text itself is valid UTF-8, which holds none.
+    if "\\u" in text:
         try:
-            state = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-        except WireError:
-            raise
-        except ValueError as exc:  # JSONDecodeError, and ints past Python's digit limit
-            raise WireError("awareness state is not JSON") from exc
-        if state is not None and not isinstance(state, dict):
-            raise WireError("awareness state must be a JSON object or null")
-        try:
-            encode_state(state)  # finds lone surrogates, which json.loads lets through
+            encode_state(state)
         except WireError as exc:
             raise WireError(f"awareness state is not standard JSON: {exc}") from None
-        entries.append(AwarenessEntry(client_id, clock, state))
-    reader.end()
-    return entries
+    return state
 
 
 def encode_state(state: dict[str, Any] | None) -> bytes:
@@ -279,8 +303,7 @@ def encode_state(state: dict[str, Any] | None) -> bytes:
     no spaces, no escapes beyond JSON's own). ``WireError`` for anything ``JSON.parse`` or a
     strict UTF-8 decoder would reject: a NaN or infinite number, a lone surrogate."""
     try:
-        text = json.dumps(state, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return text.encode("utf-8")
+        return _STANDARD_JSON.encode(state).encode("utf-8")
     except UnicodeEncodeError:
         raise WireError("a string holds a lone surrogate") from None
     except ValueError as exc:  # allow_nan=False: NaN, Infinity
@@ -333,6 +356,11 @@ def _finite_float(literal: str) -> float:
     if not math.isfinite(value):  # 1e999: json.loads makes it inf, json.dumps Infinity
         raise WireError(f"awareness state holds {literal[:40]}, out of a double's range")
     return value
+
+
+# Made once (json.loads and json.dumps with options build a new one per call).
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_STANDARD_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def decode_state_vector(state: bytes) -> dict[int, int]:

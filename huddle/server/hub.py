@@ -506,7 +506,7 @@ class Hub:
                 raise ConnectionRejected(CloseCode.RATE_LIMITED, "message rate limit exceeded")
             try:
                 message = wire.decode(frame)
-                counters.messages_in.labels(type(message).__name__).inc()
+                counters.message_in(type(message)).inc()
                 if isinstance(message, wire.HuddleMessage):
                     endpoint.receive(message.payload)
                 else:

@@ -12,6 +12,7 @@ class HubMetrics:
         self.rooms = Gauge("huddle_rooms", "Rooms loaded in memory", registry=r)
         self.connections = Gauge("huddle_connections", "Open websocket connections", registry=r)
         self.messages_in = Counter("huddle_messages_in", "Messages received", ["type"], registry=r)
+        self._messages_in: dict[type, Counter] = {}
         self.messages_out = Counter("huddle_messages_out", "Messages sent", registry=r)
         self.bytes_in = Counter("huddle_bytes_in", "Bytes received", registry=r)
         self.bytes_out = Counter("huddle_bytes_out", "Bytes sent", registry=r)
@@ -59,6 +60,14 @@ class HubMetrics:
             ["room", "user", "outcome"],
             registry=r,
         )
+
+    def message_in(self, kind: type) -> Counter:
+        """``messages_in`` for one message type (its child, looked up once per type: a label
+        lookup per message cost more than the count)."""
+        child = self._messages_in.get(kind)
+        if child is None:
+            child = self._messages_in[kind] = self.messages_in.labels(kind.__name__)
+        return child
 
     def on_commit(self, seconds: float, count: int) -> None:
         self.store_latency.observe(seconds)

@@ -24,6 +24,7 @@ class _State:
     clock: int
     owner: object
     encoded: bytes  # the entry as encoded on the wire; len() is what it costs
+    json_at: int  # where the state's JSON starts in ``encoded``
 
 
 @dataclass(slots=True)
@@ -47,6 +48,17 @@ class Presence:
     def size_bytes(self) -> int:
         """What the room's presence holds: the length of a joiner's awareness update."""
         return self._bytes
+
+    def held(self, client_id: int, clock: int, state_json: bytes) -> bool:
+        """Whether the hub holds ``client_id``'s state at ``clock`` as exactly ``state_json``:
+        an entry that changes nothing (``wire.decode_awareness`` leaves it out unparsed)."""
+        known = self._clients.get(client_id)
+        return (
+            known is not None
+            and known.clock == clock
+            and len(known.encoded) - known.json_at == len(state_json)
+            and known.encoded.endswith(state_json)
+        )
 
     def apply(self, owner: object, user: str, entries: list[AwarenessEntry]) -> bytes | None:
         """Accept the entries that are newer than what the hub holds and that ``owner`` may set;
@@ -99,7 +111,7 @@ class Presence:
                 continue
             if known is not None:
                 self._forget(entry.client_id)
-            self._hold(entry.client_id, _State(entry.clock, owner, encoded))
+            self._hold(entry.client_id, _State(entry.clock, owner, encoded, _json_at(encoded)))
             accepted.append(encoded)
         return wire.join_awareness(accepted) if accepted else None
 
@@ -140,7 +152,7 @@ class Presence:
                 continue
             if known is not None:
                 self._forget(entry.client_id)
-            self._hold(entry.client_id, _State(entry.clock, owner, encoded))
+            self._hold(entry.client_id, _State(entry.clock, owner, encoded, _json_at(encoded)))
             accepted.append(encoded)
         return wire.join_awareness(accepted) if accepted else None
 
@@ -163,6 +175,16 @@ class Presence:
         gone = [cid for cid, s in self._clients.items() if s.owner is owner]
         removals = [AwarenessEntry(cid, self._forget(cid).clock + 1, None) for cid in gone]
         return wire.encode_awareness(removals) if removals else None
+
+
+def _json_at(encoded: bytes) -> int:
+    """Where the state's JSON starts in an encoded entry (after id, clock and length)."""
+    at = 0
+    for _ in range(3):
+        while encoded[at] >= 0x80:
+            at += 1
+        at += 1
+    return at
 
 
 def _stamped(state: dict[str, Any], user: str) -> dict[str, Any]:

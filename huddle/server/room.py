@@ -339,6 +339,7 @@ class Room:
                         max_entries=limits.max_awareness_clients,
                         max_depth=limits.max_awareness_depth,
                         max_state_bytes=limits.max_awareness_state_bytes,
+                        held=self.presence.held,  # stock clients echo what they were sent
                     )
                 except wire.StateTooLarge as exc:
                     raise ConnectionRejected(CloseCode.TOO_LARGE, str(exc)) from exc

@@ -9,8 +9,11 @@ than ``history_days``, except the newest history point before that boundary and 
 row after it, which any later time is rebuilt from; ``journal_trimmed`` records up to which
 sequence number rows may be gone, so a rebuild that would need them is refused, not wrong.
 
-All SQLite work runs on one dedicated thread; appends are group-committed: whatever arrived
-while the previous transaction was committing goes into the next one.
+All SQLite work runs on one dedicated thread, except commits of appends where they never wait
+for the disk (SQLite in WAL mode with ``synchronous=NORMAL``): those run on the event loop
+whenever the thread is idle, as a handoff to the thread and back costs several times the commit
+itself. Appends are group-committed: whatever arrived while the previous transaction was
+committing goes into the next one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import itertools
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -38,6 +42,13 @@ from huddle.server.errors import StoreError, StoreUnavailable
 log = logging.getLogger("huddle.store")
 
 DB_FILE = "huddle.sqlite3"
+# Updates committed on the event loop between two WAL checkpoints (on the store's thread): a
+# keystroke committed alone adds 2 to 4 pages to the WAL, so about SQLite's own default (1000
+# pages).
+_CHECKPOINT_EVERY = 256
+# The most bytes of updates committed on the event loop at once (typing is tens of bytes an
+# update); a bigger batch (a pasted file, a burst) goes to the store's thread.
+_INLINE_BYTES = 64 * 1024
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -196,6 +207,16 @@ class SqlDatabase(ABC):
     @abstractmethod
     def append(self, entries: Sequence[Pending]) -> None:
         """Commit ``entries`` (in one transaction), setting each one's ``seq``."""
+
+    def commit_inline(self) -> bool:
+        """Whether ``append`` may run on the event loop: it never waits for a disk or a network
+        (called once, on the store's thread, before any append)."""
+        return False
+
+    def checkpoint(self) -> None:
+        """Write what ``append`` logged into the database proper, where that is deferred
+        (only after ``commit_inline`` said yes)."""
+        raise NotImplementedError
 
     def ping(self) -> None:
         self._execute("SELECT 1").fetchone()
@@ -444,6 +465,7 @@ class Database(SqlDatabase):
         private_file(private_dir(path.parent) / path.name)  # -wal and -shm take its mode
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._durability = durability
         self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self._conn.execute("PRAGMA busy_timeout=5000")
         trimmed_known = self._conn.execute(
@@ -463,6 +485,18 @@ class Database(SqlDatabase):
 
     def _execute(self, sql: str, args: Sequence[object] = ()) -> _Cursor:
         return self._conn.execute(sql, args)
+
+    def commit_inline(self) -> bool:
+        """With ``synchronous=NORMAL`` a WAL commit writes to the OS and syncs nothing, except
+        when it checkpoints the WAL into the database file (two fsyncs): checkpoints are left
+        to ``checkpoint`` then, which the store runs on its thread."""
+        if self._durability == "full":
+            return False
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        return True
+
+    def checkpoint(self) -> None:
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     @contextmanager
     def _transaction(self) -> Iterator[object]:
@@ -550,9 +584,16 @@ class Store:
         self._db: SqlDatabase | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        # Held by whichever thread uses the connection: the store's thread for each job, the
+        # event loop for an inline commit, which it makes only if it gets the lock at once.
+        self._db_lock = threading.Lock()
+        self._inline = False  # whether commits may run on the event loop (commit_inline)
+        self._since_checkpoint = 0  # updates committed since the last checkpoint
+        self._checkpoint: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> Store:
-        self._db = await self._run(self._open_db)
+        self._db = db = await self._run(self._open_db)
+        self._inline = await self._run(db.commit_inline)
         self._writer = asyncio.create_task(self._write_loop(), name="huddle-store-writer")
         return self
 
@@ -566,6 +607,8 @@ class Store:
         self._wake.set()
         if self._writer is not None:
             await self._writer
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
         if self._db is not None:
             await self._run(self._db.close)
         self._executor.shutdown(wait=True)
@@ -577,7 +620,11 @@ class Store:
         return self._db
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        def locked() -> T:
+            with self._db_lock:
+                return fn()
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, locked)
 
     async def call(self, fn: Callable[[SqlDatabase], T]) -> T:
         """Run ``fn`` on the DB thread (serialised with commits)."""
@@ -616,8 +663,42 @@ class Store:
                 self._on_commit_seconds(time.perf_counter() - started, len(batch))
             self._dispatch(batch, None)
 
+    def _commit_inline(self, db: SqlDatabase, batch: list[Pending]) -> Exception | None:
+        """Commit ``batch`` on the event loop (see ``SqlDatabase.commit_inline``); the error if
+        it failed."""
+        try:
+            db.append(batch)
+        except Exception as exc:
+            return exc
+        finally:
+            self._db_lock.release()
+        self._logged(db, len(batch))
+        return None
+
+    def _logged(self, db: SqlDatabase, count: int) -> None:
+        """Where SQLite's own checkpoints are off (``commit_inline``): every
+        ``_CHECKPOINT_EVERY`` updates committed, either way, one goes to the thread."""
+        if not self._inline:
+            return
+        self._since_checkpoint += count
+        if self._since_checkpoint >= _CHECKPOINT_EVERY and self._checkpoint is None:
+            self._since_checkpoint = 0
+            self._checkpoint = asyncio.ensure_future(self._run(db.checkpoint))
+            self._checkpoint.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("checkpointing the store's log failed: %s", done.exception())
+
     async def _commit(self, db: SqlDatabase, batch: list[Pending]) -> Exception | None:
         """Commit ``batch``, retrying while the database is unreachable; the error if not."""
+        if (
+            self._inline
+            and sum(len(e.update) for e in batch) <= _INLINE_BYTES
+            and self._db_lock.acquire(blocking=False)
+        ):
+            return self._commit_inline(db, batch)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.outage_seconds
         delay = 0.05
@@ -638,6 +719,7 @@ class Store:
             if not self.available:
                 log.warning("the store is reachable again")
             self.available = True
+            self._logged(db, len(batch))
             return None
 
     @staticmethod
