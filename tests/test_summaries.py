@@ -302,15 +302,11 @@ async def test_cancelling_the_progress_stops_the_summary_upstream(
         )
 
 
-async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
-    data_dir: Path, backend: FakeBackend, tmp_path: Path
-) -> None:
-    """llama.cpp has no priorities: the hub stops the summary while a completion runs in the
-    room, then resumes it from what it had written."""
+def _steps_aside_once(summary_calls: list[str], closed: asyncio.Event) -> Any:
+    """A llama.cpp-like backend: completions answer ``x = 1``; the first summary call streams
+    "It adds" and waits for the hub to hang up (``closed``), later ones finish the sentence.
+    Every summary prompt is appended to ``summary_calls``."""
     from tests.support.replay import Conn, Received, vllm_chunk
-
-    summary_calls: list[str] = []
-    first_closed = asyncio.Event()
 
     async def handler(req: Received, conn: Conn) -> None:
         prompt = req.json()["prompt"]
@@ -321,7 +317,7 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
             summary_calls.append(prompt)
             await conn.event(vllm_chunk("It adds"))
             await conn.wait_closed()
-            first_closed.set()
+            closed.set()
             return
         else:
             summary_calls.append(prompt)
@@ -329,7 +325,28 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
         await conn.event("[DONE]")
         await conn.finish()
 
-    backend.handler = handler
+    return handler
+
+
+async def _share_calc(hub: Hub, cy: Editor) -> str:
+    """``calc.py`` opened in ``cy`` and in the hub's room; its URI."""
+    uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
+    await eventually(
+        lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
+        what="shared",
+    )
+    return uri
+
+
+async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
+    data_dir: Path, backend: FakeBackend, tmp_path: Path
+) -> None:
+    """llama.cpp has no priorities: the hub stops the summary while a completion runs in the
+    room, then resumes it from what it had written."""
+
+    summary_calls: list[str] = []
+    first_closed = asyncio.Event()
+    backend.handler = _steps_aside_once(summary_calls, first_closed)
     llm = LlmConfig(
         backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
         timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
@@ -337,11 +354,7 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
     hub = local_hub(data_dir, llm=llm)
     async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
         await cy.wait_status("connected")
-        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
-        await eventually(
-            lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
-            what="shared",
-        )
+        uri = await _share_calc(hub, cy)
         summary = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
         await eventually(lambda: bool(summary_calls), what="the summary streams")
         assert await cy.inline("calc.py", 4) == "x = 1"
@@ -395,11 +408,7 @@ async def test_a_resumed_summary_steps_aside_again_for_every_completion(
     hub = local_hub(data_dir, llm=llm)
     async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
         await cy.wait_status("connected")
-        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
-        await eventually(
-            lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
-            what="shared",
-        )
+        uri = await _share_calc(hub, cy)
         summary = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
         for call, offset in enumerate((4, 19, 3)):  # spots apart: the lsp reuses none
             # the summary's call is at the backend (streaming, or waiting for its headers)
@@ -418,29 +427,10 @@ async def test_a_summary_waits_for_a_quiet_moment_before_resuming(
     """Completions asked one after another (someone typing) are not each preceded by the
     summary restarting: it resumes once the room has had none for ``summary_resume_s``, or
     after ``summary_max_pause_s``, and then completes from what it had written."""
-    from tests.support.replay import Conn, Received, vllm_chunk
 
     summary_calls: list[str] = []
     closed = asyncio.Event()
-
-    async def handler(req: Received, conn: Conn) -> None:
-        prompt = req.json()["prompt"]
-        await conn.start()
-        if not prompt.startswith("Explain"):
-            await conn.event(vllm_chunk("x = 1", finish="stop"))
-        elif not summary_calls:
-            summary_calls.append(prompt)
-            await conn.event(vllm_chunk("It adds"))
-            await conn.wait_closed()
-            closed.set()
-            return
-        else:
-            summary_calls.append(prompt)
-            await conn.event(vllm_chunk(" two numbers.", finish="stop"))
-        await conn.event("[DONE]")
-        await conn.finish()
-
-    backend.handler = handler
+    backend.handler = _steps_aside_once(summary_calls, closed)
     llm = LlmConfig(
         backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
         timeouts=LlmTimeouts(connect_s=1, first_token_s=30, between_chunks_s=30),
@@ -450,11 +440,7 @@ async def test_a_summary_waits_for_a_quiet_moment_before_resuming(
     hub = local_hub(data_dir, llm=llm)
     async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
         await cy.wait_status("connected")
-        uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
-        await eventually(
-            lambda: hub.room(ROOM) is not None and "calc.py" in file_texts(hub.room(ROOM).doc),  # type: ignore[union-attr]
-            what="shared",
-        )
+        uri = await _share_calc(hub, cy)
         summary = asyncio.ensure_future(command(cy, "huddle.summarizeFile", uri))
         await eventually(lambda: bool(summary_calls), what="the summary streams")
         assert await cy.inline("calc.py", 4) == "x = 1"

@@ -69,6 +69,20 @@ def _push(parts: list[Component], part: Component) -> None:
         append_delete(parts, -part)
 
 
+def _lengths(parts: list[Component]) -> tuple[int, int]:
+    """The base and target lengths of an op made of ``parts``."""
+    base = target = 0
+    for part in parts:
+        if isinstance(part, str):
+            target += len(part)
+        elif part > 0:
+            base += part
+            target += part
+        else:
+            base -= part
+    return base, target
+
+
 class TextOp:
     """A change of a whole text: a sequence of retain / insert / delete components.
 
@@ -87,34 +101,14 @@ class TextOp:
         for part in parts:
             _push(built, part)
         self.parts = tuple(built)
-        base = target = 0
-        for part in built:
-            if isinstance(part, str):
-                target += len(part)
-            elif part > 0:
-                base += part
-                target += part
-            else:
-                base -= part
-        self.base_length = base
-        self.target_length = target
+        self.base_length, self.target_length = _lengths(built)
 
     @classmethod
     def _normal(cls, parts: list[Component]) -> TextOp:
         """An op of ``parts`` already normal (built with the ``append_*`` functions)."""
         op = cls.__new__(cls)
-        base = target = 0
-        for part in parts:
-            if isinstance(part, str):
-                target += len(part)
-            elif part > 0:
-                base += part
-                target += part
-            else:
-                base -= part
         op.parts = tuple(parts)
-        op.base_length = base
-        op.target_length = target
+        op.base_length, op.target_length = _lengths(parts)
         return op
 
     @classmethod

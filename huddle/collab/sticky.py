@@ -9,16 +9,31 @@ Both are checked before pycrdt sees them, and the one guard below catches what s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from huddle.collab import wire
 from huddle.collab.positions import LineIndex
 
+_T = TypeVar("_T")
+
 
 def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
+
+
+def _guarded(call: Callable[[], _T]) -> _T | None:
+    """``call()``, or None where pycrdt refuses its input: by raising, or by panicking."""
+    try:
+        return call()
+    except (ValueError, KeyError, TypeError, RuntimeError, OverflowError):
+        return None
+    except BaseException as exc:
+        if not _is_panic(exc):
+            raise
+        return None
 
 
 def utf16_of(index: LineIndex, offset: int) -> int:
@@ -111,27 +126,13 @@ class StickyResolver:
                 return None
             if not self._received(client, clock):
                 return None  # pycrdt would panic on an item it has not received
-        try:
-            return StickyIndex.from_json(relative, text)
-        except (ValueError, KeyError, TypeError, RuntimeError, OverflowError):
-            return None
-        except BaseException as exc:
-            if not _is_panic(exc):
-                raise
-            return None
+        return _guarded(lambda: StickyIndex.from_json(relative, text))
 
     @staticmethod
     def index(sticky: StickyIndex) -> int | None:
         """The UTF-16 offset a position from :meth:`parse` points at now (None: it cannot be
         read, which pycrdt may say by panicking)."""
-        try:
-            return int(sticky.get_index())
-        except (ValueError, KeyError, TypeError, RuntimeError, OverflowError):
-            return None
-        except BaseException as exc:
-            if not _is_panic(exc):
-                raise
-            return None
+        return _guarded(lambda: int(sticky.get_index()))
 
     def units(self, text: Text, relative: object) -> int | None:
         """The UTF-16 offset ``relative`` (StickyIndex JSON from anyone) points at in ``text``;
