@@ -12,11 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from lsprotocol import types as lsp
 from pycrdt import Text
 
 from huddle.collab.schema import file_texts, files
 from huddle.lsp.hub_client import HubClient
-from huddle.protocol import HubMethod, InviteParams, InviteResult, room_url, web_url
+from huddle.protocol import Command, HubMethod, InviteParams, InviteResult, room_url, web_url
 from huddle.server.hub import Hub
 from huddle.server.web import WebClient
 from tests.support.browser import Browser
@@ -200,6 +201,14 @@ async def test_presence_both_ways_and_follow(hub: Hub, data_dir: Path, tmp_path:
         ann.open("a.py", a)
         ann.open("b.py", b)
         await eventually(lambda: _hub_text(hub, "b.py") == b, what="ann shares both files")
+
+        async def ann_bound_both() -> bool:  # not just the hub: her cursor goes to b.py then
+            status = await ann.client.workspace_execute_command_async(
+                lsp.ExecuteCommandParams(command=Command.STATUS)
+            )
+            return bool(status["shared"] == ["a.py", "b.py"])
+
+        await eventually(ann_bound_both, what="ann's huddle lsp shares both files")
 
         def cursor(path: str, line: int, character: int) -> None:
             ann.client.protocol.notify(
