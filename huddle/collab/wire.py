@@ -319,6 +319,14 @@ def encode_awareness_entry(entry: AwarenessEntry) -> bytes:
     )
 
 
+def state_json_at(encoded: bytes) -> int:
+    """Where the state's JSON starts in an entry from ``encode_awareness_entry``."""
+    reader = _Reader(encoded)
+    for _ in range(3):  # client id, clock, the state's length
+        reader.varuint()
+    return reader._pos
+
+
 def join_awareness(encoded: list[bytes]) -> bytes:
     """An awareness update from entries already encoded by ``encode_awareness_entry``."""
     return write_varuint(len(encoded)) + b"".join(encoded)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from huddle.collab import wire
@@ -24,7 +24,10 @@ class _State:
     clock: int
     owner: object
     encoded: bytes  # the entry as encoded on the wire; len() is what it costs
-    json_at: int  # where the state's JSON starts in ``encoded``
+    json_at: int = field(init=False)  # where the state's JSON starts in ``encoded``
+
+    def __post_init__(self) -> None:
+        self.json_at = wire.state_json_at(self.encoded)
 
 
 @dataclass(slots=True)
@@ -111,7 +114,7 @@ class Presence:
                 continue
             if known is not None:
                 self._forget(entry.client_id)
-            self._hold(entry.client_id, _State(entry.clock, owner, encoded, _json_at(encoded)))
+            self._hold(entry.client_id, _State(entry.clock, owner, encoded))
             accepted.append(encoded)
         return wire.join_awareness(accepted) if accepted else None
 
@@ -152,7 +155,7 @@ class Presence:
                 continue
             if known is not None:
                 self._forget(entry.client_id)
-            self._hold(entry.client_id, _State(entry.clock, owner, encoded, _json_at(encoded)))
+            self._hold(entry.client_id, _State(entry.clock, owner, encoded))
             accepted.append(encoded)
         return wire.join_awareness(accepted) if accepted else None
 
@@ -175,16 +178,6 @@ class Presence:
         gone = [cid for cid, s in self._clients.items() if s.owner is owner]
         removals = [AwarenessEntry(cid, self._forget(cid).clock + 1, None) for cid in gone]
         return wire.encode_awareness(removals) if removals else None
-
-
-def _json_at(encoded: bytes) -> int:
-    """Where the state's JSON starts in an encoded entry (after id, clock and length)."""
-    at = 0
-    for _ in range(3):
-        while encoded[at] >= 0x80:
-            at += 1
-        at += 1
-    return at
 
 
 def _stamped(state: dict[str, Any], user: str) -> dict[str, Any]:

@@ -663,18 +663,6 @@ class Store:
                 self._on_commit_seconds(time.perf_counter() - started, len(batch))
             self._dispatch(batch, None)
 
-    def _commit_inline(self, db: SqlDatabase, batch: list[Pending]) -> Exception | None:
-        """Commit ``batch`` on the event loop (see ``SqlDatabase.commit_inline``); the error if
-        it failed."""
-        try:
-            db.append(batch)
-        except Exception as exc:
-            return exc
-        finally:
-            self._db_lock.release()
-        self._logged(db, len(batch))
-        return None
-
     def _logged(self, db: SqlDatabase, count: int) -> None:
         """Where SQLite's own checkpoints are off (``commit_inline``): every
         ``_CHECKPOINT_EVERY`` updates committed, either way, one goes to the thread."""
@@ -697,8 +685,15 @@ class Store:
             self._inline
             and sum(len(e.update) for e in batch) <= _INLINE_BYTES
             and self._db_lock.acquire(blocking=False)
-        ):
-            return self._commit_inline(db, batch)
+        ):  # on the event loop (see ``SqlDatabase.commit_inline``)
+            try:
+                db.append(batch)
+            except Exception as exc:
+                return exc
+            finally:
+                self._db_lock.release()
+            self._logged(db, len(batch))
+            return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.outage_seconds
         delay = 0.05
