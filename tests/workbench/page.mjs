@@ -218,6 +218,7 @@ const ops = {
         const key = JSON.stringify(entry)
         if (key !== last) { last = key; window.__huddleLog.push(entry) }
       }
+      window.__huddleSnap = snap
       window.__huddleObserver?.disconnect()
       window.__huddleObserver = new MutationObserver(() => { if (!pending) { pending = true; setTimeout(snap, 0) } })
       window.__huddleObserver.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['class'] })
@@ -225,7 +226,9 @@ const ops = {
     }, [editorGroups.toString(), toasts.toString()])
     return {}
   },
-  recorded: async () => ({ log: await page.evaluate(() => window.__huddleLog ?? []) }),
+  // The log so far, ending with the page as it is now: a snapshot waits for a timer, and a
+  // hidden page's timers may run late, so the last change would otherwise be missing.
+  recorded: async () => ({ log: await page.evaluate(() => { window.__huddleSnap?.(); return window.__huddleLog ?? [] }) }),
   // Wait until no notification toast contains `text` (a command's progress has ended).
   toastGone: async ({ text, timeout = 30000 }) => {
     try {
