@@ -15,7 +15,7 @@ from huddle.protocol import Command
 from huddle.server.config import HubConfig
 from huddle.server.hub import Hub
 from tests.support.lsp_editor import Editor
-from tests.support.peers import eventually, free_port, token
+from tests.support.peers import NodeClient, eventually, free_port, token
 from tests.support.soak import capture_stderr
 
 ROOM = "team/e2e"
@@ -378,6 +378,66 @@ async def test_presence_undo_follow_and_invite(hub: Hub, data_dir: Path, tmp_pat
         rita.type("a.py", 0, "rita was here\n")
         await _status(rita, "read-only")
         assert "rita" not in (_room_text(hub, "a.py") or "")
+
+
+async def test_the_echo_of_a_teammates_edit_in_several_places_leaves_the_cursor_be(
+    hub: Hub, data_dir: Path, tmp_path: Path
+) -> None:
+    """A teammate's edit of two places reaches the editor as one applyEdit of two edits, and
+    comes back as a didChange of two changes: that echo is not the user typing, so their
+    cursor, as teammates see it, stays where they put it (it used to jump to the edit and be
+    sent to the whole room)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    async with (
+        Editor(root, init_options=options(hub, data_dir, "ann")) as ann,
+        NodeClient(hub.url, ROOM, token(data_dir, ROOM, "nina")) as nina,
+    ):
+        await nina.wait_event("synced")
+        await nina.request("watchAwareness")
+        ann.open("a.py", "x = 1\ny = 2\nz = 3\n")
+        await eventually(lambda: _room_text(hub, "a.py") is not None, what="seeded")
+
+        def cursor(line: int, character: int) -> None:
+            ann.client.protocol.notify(
+                "huddle/cursor",
+                {"uri": ann.uri("a.py"), "position": {"line": line, "character": character}},
+            )
+
+        def anns() -> list[int | None]:
+            return [
+                e["head"] for e in nina.events if e["event"] == "awareness" and e["name"] == "ann"
+            ]
+
+        cursor(1, 3)  # "y =|"
+        await eventually(lambda: 9 in anns(), what="nina sees ann's cursor after 'y ='")
+        before = len(anns())
+        await nina.request(
+            "inserts",
+            file="a.py",
+            inserts=[{"index": 0, "text": "# top\n"}, {"index": 24, "text": "w = 4\n"}],
+        )
+        edited = "# top\nx = 1\ny = 2\nz = 3\nw = 4\n"
+        await nina.request("cursor", file="a.py", index=len(edited), user={"name": "nina"})
+        await eventually(lambda: ann.text("a.py") == edited, what="ann's editor applies it")
+        assert ann.requests == 1, "the two inserts reach the editor as one applyEdit"
+
+        def sees_nina_below() -> bool:
+            notes = ann.notifications.get("huddle/peers", [])
+            return any(
+                p.name == "nina"
+                and getattr(p, "position", None) is not None
+                and (p.position.line, p.position.character) == (5, 0)
+                for p in (notes[-1].peers if notes else [])
+            )
+
+        # Placed at 5:0 only once the echo has been taken: the tick that did it would have sent
+        # a cursor moved by the echo before it.
+        await eventually(sees_nina_below, what="ann is shown nina's cursor after the echo")
+        cursor(2, 1)  # "y|"
+        await eventually(lambda: 13 in anns()[before:], what="nina sees ann's cursor after 'y'")
+        moved = anns()[before:]
+        assert set(moved) <= {9, 15, 13}, f"ann's cursor as nina saw it: {moved}"
 
 
 async def test_an_edit_answered_after_the_timeout_is_dropped_quietly(

@@ -201,6 +201,8 @@ class Bridge:
         self.normalizes_eol = normalizes_eol
         self.runaway_limit = runaway_limit
         self.runaways = 0  # loops stopped (each also counted in ``repairs``)
+        # Changes of the editor's brought into the CRDT: an echo of an edit brings none.
+        self.fed = 0
         self._suspect = 0  # edits in a row whose echo came back as typing of their own text
         self._stalled = False  # a loop was stopped: send nothing until the editor changes
         self._caret: int | None = None  # where the editor's last change ended (its cursor)
@@ -504,6 +506,7 @@ class Bridge:
     def _apply(self, op: TextOp) -> None:
         if op.is_noop:
             return
+        self.fed += 1
         mirror = self._mirror
         with self._doc.transaction(origin=self.origin):
             pos = 0

@@ -59,6 +59,23 @@ const ops = {
     }
     return { inserted }
   },
+  // Several inserts in one transaction: one update, which a language server sends its editor
+  // as one applyEdit of several edits. Each index is in the text the previous insert made.
+  inserts: ({ file, inserts }) => { doc.transact(() => { for (const { index, text: s } of inserts) text(file).insert(index, s) }) },
+  // From now on, an event for each teammate's awareness change: their cursor's head as an
+  // index into the text here (null where it is not in this file).
+  watchAwareness: () => {
+    provider.awareness.on('change', ({ added, updated }) => {
+      const states = provider.awareness.getStates()
+      for (const id of [...added, ...updated]) {
+        const s = states.get(id)
+        if (id === doc.clientID || !s) continue
+        const rel = s.cursor?.head && s.file ? Y.createRelativePositionFromJSON(s.cursor.head) : null
+        const abs = rel ? Y.createAbsolutePositionFromRelativePosition(rel, doc) : null
+        out({ event: 'awareness', name: s.user?.name ?? null, file: s.file ?? null, head: abs ? abs.index : null })
+      }
+    })
+  },
   get: () => ({ files: Object.fromEntries(Array.from(files.entries()).map(([k, v]) => [k, v.toString()])) }),
   awareness: ({ state }) => { provider.awareness.setLocalState(state) },
   // Presence as huddle lsp publishes it: a cursor at a UTF-16 index as Yjs relative positions.
