@@ -18,6 +18,9 @@ nothing else mixed in.
   probe's cost per remote key and the latency from that one typist are reported too. (The JSON
   also has a figure from inside the room: a typing teammate's CPU less its remote keys times
   the probe's cost, over its own keys; under contention it is not reliable.)
+- *floor µs/remote key*: the same for ``benchmarks/floor_client.py``, a bare Python Yjs client
+  in the room (websockets, pycrdt, Huddle's wire codec; no editor, no presence placed): the
+  least a Python teammate spends on a remote key, for the probe's figure to be read against.
 - *hub µs/key*: the hub's CPU over the window / keys typed in the room.
 - *latency*: from a typing editor's ``didChange`` written to its server until the probe's
   editor reads the ``workspace/applyEdit`` carrying that letter (one process, one clock), for
@@ -320,6 +323,7 @@ class RoomCase:
     skipped_slots: int
     probe_remote_keys: int
     probe_us_per_remote_key: float
+    floor_us_per_remote_key: float  # benchmarks/floor_client.py over the same keys
     typist_us_per_key: float  # lsp0's CPU / its keys, typing alone (the solo window)
     typist_derived_us_per_key: float  # in the room: (CPU - remote keys x probe's cost) / own
     typist_mixed_us_per_key: float  # typing teammates' CPU / (own + remote keys)
@@ -327,6 +331,7 @@ class RoomCase:
     solo_keys: int
     solo_window_s: float
     solo_probe_us_per_remote_key: float
+    solo_floor_us_per_remote_key: float
     solo_hub_us_per_key: float
     solo_latency_ms: dict[str, float | None]
     cpu_percent: dict[str, float]  # probe, typist (mean), hub, typers, bench
@@ -341,6 +346,52 @@ class RoomCase:
     converged: bool
     machine_busy_percent: float
     background_busy_percent: float
+
+
+class FloorClient:
+    """``benchmarks/floor_client.py`` in its own process: the letters it has received."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    async def received(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"?\n")
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        if not line:
+            raise BenchmarkError("the floor client ended")
+        return int(json.loads(line)["received"])
+
+
+@contextlib.asynccontextmanager
+async def running_floor(
+    url: str, room: str, token: str, env: dict[str, str]
+) -> AsyncIterator[FloorClient]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.floor_client",
+        url,
+        room,
+        token,
+        FILE,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"synced":
+            raise BenchmarkError(f"the floor client did not sync: {line!r}")
+        yield FloorClient(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
 
 
 async def _shared(editor: Any) -> bool:
@@ -393,6 +444,9 @@ async def run_room_case(
             await asyncio.gather(*(stack.enter_async_context(e) for e in typing))
             probe.open(FILE, text)
             await wait_for(lambda: _shared(probe), "the probe's buffer to be shared", 60, 0.05)
+            floor = await stack.enter_async_context(
+                running_floor(url, room, token(data_dir, room, "floor"), env)
+            )
             for e in typing:
                 e.open(FILE, text)
             for e in typing:
@@ -418,7 +472,7 @@ async def run_room_case(
                 typers = await stack.enter_async_context(running_typers(workdir, config))
             log(f"[room] {n} teammates ({n_lsp} huddle lsp, {n_yjs} Yjs) + probe: typing ...")
 
-            pids = {"probe": probe.pid, "hub": hub.pid, "bench": os.getpid()}
+            pids = {"probe": probe.pid, "floor": floor.pid, "hub": hub.pid, "bench": os.getpid()}
             pids |= {f"lsp{k}": e.pid for k, e in enumerate(typing)}
             if typers is not None:
                 pids["typers"] = typers.pid
@@ -443,7 +497,7 @@ async def run_room_case(
                 if typers is not None:
                     await typers.phase("measure")
                 sent0 = [len(t.sent) for t in typists]
-                recv0 = {"probe": probe.received} | {
+                recv0 = {"probe": probe.received, "floor": await floor.received()} | {
                     f"lsp{k}": e.received for k, e in enumerate(typing)
                 }
                 peers0 = probe.counts.get("huddle/peers", 0)
@@ -475,7 +529,7 @@ async def run_room_case(
                 for pid in profiled:
                     os.kill(pid, signal.SIGUSR2)  # benchmarks.cpu_profile: stop, write
                 busy1, machine1 = machine_cpu_ticks()
-                recv1 = {"probe": probe.received} | {
+                recv1 = {"probe": probe.received, "floor": await floor.received()} | {
                     f"lsp{k}": e.received for k, e in enumerate(typing)
                 }
                 if typers is not None:
@@ -504,6 +558,7 @@ async def run_room_case(
             # probe's cost per remote key and the latency from one typist, uncontended.
             solo = typists[0]
             solo_first, probe_solo0 = len(solo.sent), probe.received
+            floor_solo0 = await floor.received()
             solo_stop = asyncio.Event()
             cpu_s0, ts0 = cpu(), time.monotonic()
             solo_task = asyncio.create_task(type_steadily(solo, options.solo_rate, 0.0, solo_stop))
@@ -517,6 +572,7 @@ async def run_room_case(
                     options.grace,
                 )
             cpu_s1, ts1 = cpu(), time.monotonic()
+            floor_solo = await floor.received() - floor_solo0
             solo_keys = len(solo.sent) - solo_first
             probe_solo = probe.received - probe_solo0
             arrived_solo = probe.by_line.get(solo.line, [])
@@ -533,6 +589,7 @@ async def run_room_case(
     spent = {name: cpu1[name] - cpu0[name] for name in cpu0}
     probe_remote = recv1["probe"] - recv0["probe"]
     probe_us = 1e6 * spent["probe"] / max(1, probe_remote)
+    floor_us = 1e6 * spent["floor"] / max(1, recv1["floor"] - recv0["floor"])
     derived_costs, mixed_costs = [], []
     for k in range(n_lsp):
         name = f"lsp{k}"
@@ -566,6 +623,7 @@ async def run_room_case(
         skipped_slots=skipped,
         probe_remote_keys=probe_remote,
         probe_us_per_remote_key=round(probe_us, 1),
+        floor_us_per_remote_key=round(floor_us, 1),
         typist_us_per_key=round(1e6 * (cpu_s1["lsp0"] - cpu_s0["lsp0"]) / max(1, solo_keys), 1),
         typist_derived_us_per_key=round(sum(derived_costs) / max(1, len(derived_costs)), 1),
         typist_mixed_us_per_key=round(sum(mixed_costs) / max(1, len(mixed_costs)), 1),
@@ -574,6 +632,9 @@ async def run_room_case(
         solo_window_s=round(ts1 - ts0, 2),
         solo_probe_us_per_remote_key=round(
             1e6 * (cpu_s1["probe"] - cpu_s0["probe"]) / max(1, probe_solo), 1
+        ),
+        solo_floor_us_per_remote_key=round(
+            1e6 * (cpu_s1["floor"] - cpu_s0["floor"]) / max(1, floor_solo), 1
         ),
         solo_hub_us_per_key=round(1e6 * (cpu_s1["hub"] - cpu_s0["hub"]) / max(1, solo_keys), 1),
         solo_latency_ms=latency_summary(solo_latencies),
@@ -956,7 +1017,8 @@ def markdown(
         f"{options.warmup:g} s of warmup. Up to {options.lsp} of them are scripted LSP editors "
         "(VS Code behaviour) each driving its own `huddle lsp`; the rest are stock Yjs clients "
         "(yjs + y-websocket@3, awareness cursors as relative positions). A probe editor with its "
-        "own `huddle lsp` follows the room without typing. Hub: `huddle serve` (SQLite). See "
+        "own `huddle lsp` follows the room without typing; the floor is a bare Python Yjs client "
+        "(`benchmarks/floor_client.py`) in the same room. Hub: `huddle serve` (SQLite). See "
         "`benchmarks/room.py` for the definitions.",
         "",
         f"Run {env['date']} at commit `{env['commit']}` on {env['cpus']} x {env['cpu_model']}, "
@@ -966,17 +1028,18 @@ def markdown(
         "## Room",
         "",
         "| teammates (lsp + Yjs) | keys typed | teammate lsp µs/remote key "
-        "| hub µs/key | p50 ms | p99 ms | presence /s (lsp peers; Yjs awareness per client) "
+        "| floor µs/remote key | hub µs/key | p50 ms | p99 ms "
+        "| presence /s (lsp peers; Yjs awareness per client) "
         "| RSS MB / 10k edits (hub, lsp) | CPU % (probe, typist, hub) | machine % |",
-        "| --- |" + " ---: |" * 9,
+        "| --- |" + " ---: |" * 10,
     ]
     for c in rooms:
         g = c.rss_growth_mb_per_10k_edits
         aw = c.presence_awareness_per_client_per_s
         lines.append(
             f"| {c.teammates} ({c.lsp_typists} + {c.yjs_typists}) | {c.keys_typed:,} "
-            f"| {c.probe_us_per_remote_key:,.0f} | {c.hub_us_per_key:,.0f} "
-            f"| {ms(c.latency_ms['p50'])} | {ms(c.latency_ms['p99'])} "
+            f"| {c.probe_us_per_remote_key:,.0f} | {c.floor_us_per_remote_key:,.0f} "
+            f"| {c.hub_us_per_key:,.0f} | {ms(c.latency_ms['p50'])} | {ms(c.latency_ms['p99'])} "
             f"| {c.presence_peers_per_s:.1f}; {'-' if aw is None else f'{aw:.1f}'} "
             f"| {g.get('hub', 0):.2f}, {g.get('probe', 0):.2f} "
             f"| {c.cpu_percent['probe']:.0f}, {c.cpu_percent['typist_mean']:.0f}, "
@@ -987,15 +1050,16 @@ def markdown(
         f"Typing alone (solo window): one LSP typist at {options.solo_rate:g} keys/s, the room "
         "quiet, everyone else's `huddle lsp` still open.",
         "",
-        "| teammates | keys | typist lsp µs/key | probe lsp µs/remote key | hub µs/key "
-        "| p50 ms | p99 ms |",
-        "| --- |" + " ---: |" * 6,
+        "| teammates | keys | typist lsp µs/key | probe lsp µs/remote key "
+        "| floor µs/remote key | hub µs/key | p50 ms | p99 ms |",
+        "| --- |" + " ---: |" * 7,
     ]
     for c in rooms:
         lat = c.solo_latency_ms
         lines.append(
             f"| {c.teammates} | {c.solo_keys} | {c.typist_us_per_key:,.0f} "
-            f"| {c.solo_probe_us_per_remote_key:,.0f} | {c.solo_hub_us_per_key:,.0f} "
+            f"| {c.solo_probe_us_per_remote_key:,.0f} | {c.solo_floor_us_per_remote_key:,.0f} "
+            f"| {c.solo_hub_us_per_key:,.0f} "
             f"| {ms(lat['p50'])} | {ms(lat['p99'])} |"
         )
     lines += [

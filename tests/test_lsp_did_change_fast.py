@@ -15,7 +15,7 @@ from pygls.protocol import default_converter
 
 from huddle.collab.bridge import TextChange
 from huddle.collab.positions import Position, Range
-from huddle.lsp.documents import read_did_change, to_changes
+from huddle.lsp.documents import read_apply_edit_result, read_did_change, to_changes
 from huddle.lsp.server import _apply_edit_json
 
 CONVERTER = default_converter()  # type: ignore[no-untyped-call]
@@ -128,3 +128,76 @@ def test_apply_edit_is_written_as_lsprotocol_writes_it(version: int | None) -> N
     assert by_hand == CONVERTER.unstructure(params)
     labelled = lsp.ApplyWorkspaceEditParams(edit=params.edit, label="x")
     assert _apply_edit_json(labelled) is None  # another shape: pygls writes it
+
+
+# -- the editor's answer to an applyEdit (documents.read_apply_edit_result) ------------------
+
+
+def lsprotocol_result(message: Any) -> tuple[str, lsp.ApplyWorkspaceEditResult] | None:
+    try:
+        response = CONVERTER.structure(message, lsp.ApplyWorkspaceEditResponse)
+    except Exception:
+        return None
+    return response.id, response.result
+
+
+def answer(result: Any, msg_id: Any = "7f3c", **extra: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": msg_id, "result": result, **extra}
+
+
+def test_applied_and_refused_answers_read_as_lsprotocol_reads_them() -> None:
+    for result in (
+        {"applied": True},
+        {"applied": False, "failureReason": "stale version"},
+        {"applied": False, "failedChange": 0},
+    ):
+        sent = json.loads(json.dumps(answer(result)))
+        fast = read_apply_edit_result(sent)
+        assert fast is not None and fast == lsprotocol_result(sent), sent
+
+
+def test_what_is_not_a_plain_answer_is_left_to_pygls() -> None:
+    for odd in (
+        answer({"applied": 1}),  # not a boolean
+        answer({"applied": "true"}),
+        answer({}),
+        answer(None),
+        answer({"applied": True, "failureReason": 3}),
+        answer({"applied": False, "failedChange": -1}),
+        answer({"applied": False, "failedChange": True}),
+        answer({"applied": True, "extra": 1}),
+        answer({"applied": True}, msg_id=3),  # not one of the ids huddle lsp sends
+        answer({"applied": True}, error=None),
+        {"jsonrpc": "2.0", "id": "7f3c", "error": {"code": 1, "message": "no"}},
+        {**answer({"applied": True}), "jsonrpc": "1.0"},
+        [answer({"applied": True})],
+    ):
+        assert read_apply_edit_result(odd) is None, odd
+
+
+results = st.fixed_dictionaries(
+    {"applied": st.one_of(st.booleans(), numbers, st.text(max_size=2))},
+    optional={
+        "failureReason": st.one_of(st.text(max_size=3), numbers),
+        "failedChange": numbers,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(results, numbers), st.one_of(st.text(max_size=4), numbers))
+def test_the_fast_answer_never_differs_from_lsprotocol(result: Any, msg_id: Any) -> None:
+    sent = answer(result, msg_id)
+    fast = read_apply_edit_result(sent)
+    if fast is not None:  # taken: exactly what pygls would have handed the future
+        assert fast == lsprotocol_result(sent)
+    failed = result.get("failedChange", 0) if isinstance(result, dict) else None
+    well_typed = (
+        isinstance(result, dict)
+        and type(msg_id) is str
+        and type(result["applied"]) is bool
+        and type(result.get("failureReason", "")) is str
+        and type(failed) is int
+        and 0 <= failed < 2**31
+    )
+    assert (fast is not None) == well_typed, sent

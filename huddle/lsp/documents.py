@@ -103,6 +103,29 @@ def read_did_change(message: Any) -> tuple[str, int, list[TextChange]] | None:
     return uri, version, changes
 
 
+_APPLIED_KEYS = frozenset(("applied", "failureReason", "failedChange"))
+
+
+def read_apply_edit_result(message: Any) -> tuple[str, lsp.ApplyWorkspaceEditResult] | None:
+    """The editor's answer to a ``workspace/applyEdit`` as plain JSON -> its ``(id, result)``,
+    or None for anything else or any value lsprotocol would not read as it is (the answer then
+    goes through pygls). The answer to every edit sent, read without cattrs and without pygls's
+    ``isinstance`` checks against its message protocols (a third of that answer's cost)."""
+    if not isinstance(message, dict) or message.keys() != {"jsonrpc", "id", "result"}:
+        return None
+    msg_id, result = message["id"], message["result"]
+    if message["jsonrpc"] != "2.0" or type(msg_id) is not str or not isinstance(result, dict):
+        return None
+    if not result.keys() <= _APPLIED_KEYS or type(applied := result.get("applied")) is not bool:
+        return None
+    reason, failed = result.get("failureReason"), result.get("failedChange")
+    if (reason is not None and type(reason) is not str) or (
+        failed is not None and (type(failed) is not int or not 0 <= failed < _UINTEGER)
+    ):
+        return None
+    return msg_id, lsp.ApplyWorkspaceEditResult(applied, reason, failed)
+
+
 @dataclass
 class Buffer:
     uri: str

@@ -45,7 +45,13 @@ from huddle.collab.errors import CollabError
 from huddle.collab.positions import Position, PositionEncoding, Range
 from huddle.lsp import stdio, summaries
 from huddle.lsp.completion import CompletionFailed, Completions, Offer
-from huddle.lsp.documents import MAX_EXACT, Buffer, read_did_change, to_changes
+from huddle.lsp.documents import (
+    MAX_EXACT,
+    Buffer,
+    read_apply_edit_result,
+    read_did_change,
+    to_changes,
+)
 from huddle.lsp.edits import EditSender
 from huddle.lsp.errors import SettingsError
 from huddle.lsp.hub_client import Status
@@ -75,6 +81,9 @@ log = logging.getLogger("huddle.lsp")
 
 
 _DID_CHANGE = b'"textDocument/didChange"'
+_METHOD = b'"method"'
+_RESULT = b'"result"'
+_APPLY_EDIT_RESPONSE = lsp.ApplyWorkspaceEditResponse
 
 
 class HuddleProtocol(LanguageServerProtocol):
@@ -84,11 +93,37 @@ class HuddleProtocol(LanguageServerProtocol):
     own stdio transport (``stdio.serve``), without making lsprotocol objects of it (``take``)."""
 
     def take(self, body: bytes) -> bool:
-        """Handle a well-formed ``didChange`` from its raw JSON body (True), as its handler
-        would with pygls's objects; anything else is left to pygls (False). An error in the
-        handler is reported as pygls reports one (``FeatureNotificationError``)."""
-        if _DID_CHANGE not in body or self._shutdown:
+        """Handle a well-formed ``didChange``, or the answer to an applyEdit sent by hand, from
+        its raw JSON body (True), as pygls would with its objects; anything else is left to
+        pygls (False)."""
+        if self._shutdown:
             return False
+        if _DID_CHANGE in body:
+            return self._take_did_change(body)
+        if _METHOD not in body and _RESULT in body:
+            return self._take_applied(body)
+        return False
+
+    def _take_applied(self, body: bytes) -> bool:
+        """The answer to a ``workspace/applyEdit`` written by hand
+        (:meth:`HuddleServer.workspace_apply_edit_async`): its future gets the result that
+        pygls would have read."""
+        try:
+            parsed = read_apply_edit_result(json.loads(body))
+        except ValueError:
+            return False
+        if parsed is None or self._result_types.get(parsed[0]) is not _APPLY_EDIT_RESPONSE:
+            return False
+        msg_id, result = parsed
+        del self._result_types[msg_id]
+        future = self._request_futures.pop(msg_id, None)
+        if future is not None:
+            future.set_result(result)
+        return True
+
+    def _take_did_change(self, body: bytes) -> bool:
+        """A ``didChange``, handled as its handler would with pygls's objects. An error in the
+        handler is reported as pygls reports one (``FeatureNotificationError``)."""
         server = self._server
         if not isinstance(server, HuddleServer) or lsp.TEXT_DOCUMENT_DID_CHANGE not in (
             self.fm.features
