@@ -33,7 +33,8 @@ nothing else mixed in.
 **Relay cases** (the hub's side, against its peers): the same typing with presence from stock
 Yjs clients only (``@hocuspocus/provider`` ones for Hocuspocus), to 1 peer (one typist at
 25 keys/s and one passive client) and to 10 peers (11 clients, each typing 5 keys/s), against
-the hub, ``y-websocket@1.5.4``'s ``bin/server.js`` and Hocuspocus (both in memory; the hub
+the hub, ``y-websocket@1.5.4``'s ``bin/server.js``, Hocuspocus and pycrdt-websocket, the
+Python peer: what relaying costs in Python with the same libraries (all in memory; the hub
 persists every update to SQLite). Server CPU over the window / keys typed.
 
 With ``--room-profile DIR`` the first room case runs again with the hub, the probe's and one
@@ -78,6 +79,7 @@ from benchmarks.fanout import (
     HUDDLE,
     NODE_DIR,
     NODE_SERVER,
+    PYCRDT,
     background_busy_percent,
     free_port,
     machine_cpu_ticks,
@@ -100,7 +102,7 @@ ROOM = "bench/room"
 FILE = "src/room.py"
 LINES = 400
 TYPERS_JS = NODE_DIR / "room-typers.mjs"
-RELAY_SERVERS = (HUDDLE, NODE_SERVER, HOCUSPOCUS)
+RELAY_SERVERS = (HUDDLE, NODE_SERVER, HOCUSPOCUS, PYCRDT)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # The issue's targets (issue 18): what the cuts must reach; this part measures before them.
 LSP_REMOTE_TARGET_US = 1000.0
