@@ -211,23 +211,22 @@ const ops = {
       const toasts = new Function('return ' + toastsSrc)()
       window.__huddleLog = []
       let last = ''
-      let pending = false
       const snap = () => {
-        pending = false
         const entry = { toasts: toasts(), groups: groups().map((g) => ({ tab: g.tab, lines: g.lines })) }
         const key = JSON.stringify(entry)
         if (key !== last) { last = key; window.__huddleLog.push(entry) }
       }
       window.__huddleSnap = snap
       window.__huddleObserver?.disconnect()
-      window.__huddleObserver = new MutationObserver(() => { if (!pending) { pending = true; setTimeout(snap, 0) } })
+      // In the observer's own callback (a microtask after the changes), not on a timer: a
+      // hidden page's timers run late and would miss a state shown only for a moment.
+      window.__huddleObserver = new MutationObserver(snap)
       window.__huddleObserver.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['class'] })
       snap()
     }, [editorGroups.toString(), toasts.toString()])
     return {}
   },
-  // The log so far, ending with the page as it is now: a snapshot waits for a timer, and a
-  // hidden page's timers may run late, so the last change would otherwise be missing.
+  // The log so far, ending with the page as it is now.
   recorded: async () => ({ log: await page.evaluate(() => { window.__huddleSnap?.(); return window.__huddleLog ?? [] }) }),
   // Wait until no notification toast contains `text` (a command's progress has ended).
   toastGone: async ({ text, timeout = 30000 }) => {
