@@ -328,6 +328,16 @@ def _steps_aside_once(summary_calls: list[str], closed: asyncio.Event) -> Any:
     return handler
 
 
+def _on_llamacpp(backend: FakeBackend, *, wait_s: float, **settings: Any) -> LlmConfig:
+    """The hub's AI on ``backend`` taken for llama.cpp (no priorities: summaries step aside),
+    waiting ``wait_s`` for a first token and between chunks."""
+    return LlmConfig(
+        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
+        timeouts=LlmTimeouts(connect_s=1, first_token_s=wait_s, between_chunks_s=wait_s),
+        **settings,
+    )
+
+
 async def _share_calc(hub: Hub, cy: Editor) -> str:
     """``calc.py`` opened in ``cy`` and in the hub's room; its URI."""
     uri = cy.open("calc.py", "def add(a, b):\n    return a + b\n")
@@ -347,11 +357,7 @@ async def test_on_the_embedded_model_a_summary_steps_aside_for_a_completion(
     summary_calls: list[str] = []
     first_closed = asyncio.Event()
     backend.handler = _steps_aside_once(summary_calls, first_closed)
-    llm = LlmConfig(
-        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
-        timeouts=LlmTimeouts(connect_s=1, first_token_s=5, between_chunks_s=5),
-    )
-    hub = local_hub(data_dir, llm=llm)
+    hub = local_hub(data_dir, llm=_on_llamacpp(backend, wait_s=5))
     async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
         await cy.wait_status("connected")
         uri = await _share_calc(hub, cy)
@@ -401,11 +407,7 @@ async def test_a_resumed_summary_steps_aside_again_for_every_completion(
         await conn.finish()
 
     backend.handler = handler
-    llm = LlmConfig(
-        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
-        timeouts=LlmTimeouts(connect_s=1, first_token_s=30, between_chunks_s=30),
-    )
-    hub = local_hub(data_dir, llm=llm)
+    hub = local_hub(data_dir, llm=_on_llamacpp(backend, wait_s=30))
     async with hub, Editor(tmp_path, init_options=options(hub, data_dir, "cy")) as cy:
         await cy.wait_status("connected")
         uri = await _share_calc(hub, cy)
@@ -431,9 +433,9 @@ async def test_a_summary_waits_for_a_quiet_moment_before_resuming(
     summary_calls: list[str] = []
     closed = asyncio.Event()
     backend.handler = _steps_aside_once(summary_calls, closed)
-    llm = LlmConfig(
-        backends=[BackendConfig(url=backend.url, model="m", kind="llamacpp")],
-        timeouts=LlmTimeouts(connect_s=1, first_token_s=30, between_chunks_s=30),
+    llm = _on_llamacpp(
+        backend,
+        wait_s=30,
         summary_resume_s=3600,  # never quiet enough: it resumes after the longest pause
         summary_max_pause_s=5,
     )

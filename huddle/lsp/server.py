@@ -90,7 +90,8 @@ class HuddleProtocol(LanguageServerProtocol):
     """pygls keeps its own copy of every open document and patches it on each ``didChange``:
     O(file size) per keystroke (15 ms at 1 MB). Huddle keeps its own shadow in the bridge and
     never reads pygls's copy, so the protocol hands the notification straight over; over its
-    own stdio transport (``stdio.serve``), without making lsprotocol objects of it (``take``)."""
+    own stdio transport (``stdio.serve``), without making lsprotocol objects of it (``take``),
+    as it does with the editor's answer to each applyEdit."""
 
     def take(self, body: bytes) -> bool:
         """Handle a well-formed ``didChange``, or the answer to an applyEdit sent by hand, from
@@ -383,7 +384,7 @@ class HuddleServer(LanguageServer):
         awaited_echo = bridge is not None and bridge.in_flight
         fed = bridge.fed if bridge is not None else 0
         outcomes = self.completions.outcomes
-        before = buffer.bridge.shadow if buffer.bridge and outcomes.watching(uri) else None
+        before = bridge.shadow if bridge is not None and outcomes.watching(uri) else None
         try:
             buffer.change(version, changes)
             if before is not None:
@@ -393,8 +394,8 @@ class HuddleServer(LanguageServer):
             self.window_show_message(
                 lsp.ShowMessageParams(lsp.MessageType.Warning, f"Huddle: {exc}; resyncing")
             )
-            if buffer.bridge is not None:
-                buffer.bridge.check()
+            if bridge is not None:
+                bridge.check()
         # The editor's echo of our own applyEdit is not the user moving: leave the cursor be.
         # It is one where the edit in flight was taken as applied and none of the changes was
         # the user's (an edit of several places comes back as several changes).
