@@ -252,6 +252,14 @@ async def test_bad_input_keeps_the_document_intact(
     async with Editor(root, init_options=options(hub, data_dir, "ann")) as ann:
         ann.open("a.txt", "héllo 😀\nworld\n")
         await eventually(lambda: _room_text(hub, "a.txt") == "héllo 😀\nworld\n", what="seeded")
+
+        async def bound() -> bool:  # not just in the hub: a change before it is only recorded
+            status = await ann.client.workspace_execute_command_async(
+                lsp.ExecuteCommandParams(command=Command.STATUS)
+            )
+            return bool(status["shared"] == ["a.txt"])
+
+        await eventually(bound, what="ann's huddle lsp shares a.txt")
         # didChange for a document that was never opened.
         ann.client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(
