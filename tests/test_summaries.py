@@ -256,10 +256,10 @@ async def test_cancelling_a_summary_closes_the_upstream_stream(
         )
         await eventually(lambda: endless.closed_at is not None, what="the model is asked")
         assert endless.closed_at is not None
-        cancelled_at = asyncio.get_running_loop().time()
         cy.cancel("summary-1")
-        closed_at = await asyncio.wait_for(endless.closed_at, 2)
-        assert closed_at - cancelled_at < 0.05
+        # Closed by the cancel: the stream never ends, and the hub's own timeout (5 s between
+        # chunks) is the only other thing that would close it.
+        await asyncio.wait_for(endless.closed_at, 4)
         with pytest.raises(Exception, match="cancel"):
             await asked
         (token_,) = [t for t in cy.client.progress_reports if str(t).startswith("huddle-")]
