@@ -150,6 +150,7 @@ def test_applied_and_refused_answers_read_as_lsprotocol_reads_them() -> None:
         {"applied": True},
         {"applied": False, "failureReason": "stale version"},
         {"applied": False, "failedChange": 0},
+        {"applied": False, "failureReason": None, "failedChange": None},  # null: absent
     ):
         sent = json.loads(json.dumps(answer(result)))
         fast = read_apply_edit_result(sent)
@@ -191,13 +192,14 @@ def test_the_fast_answer_never_differs_from_lsprotocol(result: Any, msg_id: Any)
     fast = read_apply_edit_result(sent)
     if fast is not None:  # taken: exactly what pygls would have handed the future
         assert fast == lsprotocol_result(sent)
-    failed = result.get("failedChange", 0) if isinstance(result, dict) else None
+    # The optional fields may be absent or null (lsprotocol reads null as absent).
+    reason = result.get("failureReason") if isinstance(result, dict) else None
+    failed = result.get("failedChange") if isinstance(result, dict) else None
     well_typed = (
         isinstance(result, dict)
         and type(msg_id) is str
         and type(result["applied"]) is bool
-        and type(result.get("failureReason", "")) is str
-        and type(failed) is int
-        and 0 <= failed < 2**31
+        and (reason is None or type(reason) is str)
+        and (failed is None or (type(failed) is int and 0 <= failed < 2**31))
     )
     assert (fast is not None) == well_typed, sent
